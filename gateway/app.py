@@ -1,0 +1,88 @@
+"""create_app(): lifespan resources, routers, error handling."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway import __version__
+from gateway.config import Settings
+from gateway.context import AppContext
+from gateway.db import create_engine, create_sessionmaker
+from gateway.errors import install_error_handlers
+from gateway.health import router as health_router
+from gateway.jobs.reconciler import Reconciler
+from gateway.jobs.tracker import JobTracker
+from gateway.middleware import GatewayMiddleware
+from gateway.tokens.endpoints import router as tokens_router
+from gateway.tokens.limits import RateLimiter
+from gateway.tokens.repository import MetaRepository
+from gateway.upstreams.pool import UpstreamPool
+from gateway.videos.endpoints import router as videos_router
+
+HASH_KEY = "token_hash_key"
+
+
+async def _hash_key(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> bytes:
+    """The key tokens are hashed with: configured, or generated once and kept in the database."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    async with sessions() as session:
+        repo = MetaRepository(session)
+        value = await repo.get(HASH_KEY)
+        if value is None:
+            repo.add(HASH_KEY, secrets.token_hex(32))
+            try:
+                await session.commit()
+            except IntegrityError:
+                # Another process created it first; use theirs.
+                await session.rollback()
+            value = await repo.get(HASH_KEY)
+    assert value is not None
+    return value.encode()
+
+
+def _http_client() -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30)
+    return httpx.AsyncClient(limits=limits, follow_redirects=True)
+
+
+def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        sessions = create_sessionmaker(engine)
+        http = _http_client()
+        pool = UpstreamPool(settings, http)
+        instance_id = "gw_" + secrets.token_hex(6)
+        tracker = JobTracker(settings, sessions, pool, instance_id)
+        app.state.ctx = AppContext(
+            settings=settings, engine=engine, sessions=sessions, http=http, pool=pool,
+            hash_key=await _hash_key(settings, sessions), instance_id=instance_id,
+            tracker=tracker, limiter=RateLimiter(),
+        )
+        reconciler = Reconciler(tracker)
+        app.state.reconciler = reconciler
+        if run_reconciler:
+            reconciler.start()
+        try:
+            yield
+        finally:
+            await reconciler.stop()
+            await http.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="Video Gateway", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_upload_bytes)
+    app.include_router(videos_router)
+    app.include_router(tokens_router)
+    app.include_router(health_router)
+    return app

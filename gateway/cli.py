@@ -1,0 +1,109 @@
+"""Command line: serve, migrate, simulate."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Video Gateway: OpenAI-compatible video generation gateway.",
+                  no_args_is_help=True, add_completion=False)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config (default: ./config.yaml if present)."),
+]
+
+
+def _settings(config: Path | None, **overrides: object) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+def _require_admin_token(settings: Settings) -> None:
+    if not settings.admin_token:
+        typer.secho("error: invalid configuration: admin_token: not set (set it in the config "
+                    "file or in GATEWAY_ADMIN_TOKEN)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+
+
+def _migrate(settings: Settings) -> None:
+    from gateway.migrate import upgrade
+
+    try:
+        upgrade(settings.database_url)
+    except Exception as exc:
+        typer.secho(f"error: cannot migrate the database: {type(exc).__name__}: {exc}",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    migrate: Annotated[bool, typer.Option(help="Apply database migrations at start.")] = True,
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    from gateway.logs import configure_logging
+
+    settings = _settings(config, host=host, port=port)
+    _require_admin_token(settings)
+    configure_logging(settings.log_level)
+    if migrate:
+        _migrate(settings)
+    if workers > 1:
+        # Workers re-create the app from the same config file in each process.
+        import os
+
+        os.environ["GATEWAY_CONFIG"] = str(config) if config else ""
+        uvicorn.run("gateway.asgi:app", host=settings.host, port=settings.port, workers=workers,
+                    log_config=None, loop="uvloop", http="httptools", access_log=False)
+        return
+    from gateway.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+                loop="uvloop", http="httptools", access_log=False)
+
+
+@app.command()
+def migrate(config: ConfigOption = None) -> None:
+    """Apply database migrations and exit."""
+    settings = _settings(config)
+    _migrate(settings)
+    typer.echo("database is up to date")
+
+
+@app.command()
+def simulate(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9100,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    flavor: Annotated[str, typer.Option(help="openai or compat.")] = "openai",
+    duration: Annotated[float, typer.Option(help="Seconds a job takes.")] = 2.0,
+) -> None:
+    """Run a local simulator of an OpenAI-format video provider."""
+    from gateway.simulator import run_simulator
+
+    if flavor not in ("openai", "compat"):
+        typer.secho("error: --flavor must be openai or compat", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    run_simulator(host=host, port=port, flavor=flavor, duration_s=duration)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,26 @@
+"""Long-lived resources of one gateway process, built in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.config import Settings
+from gateway.jobs.tracker import JobTracker
+from gateway.tokens.limits import RateLimiter
+from gateway.upstreams.pool import UpstreamPool
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    http: httpx.AsyncClient
+    pool: UpstreamPool
+    hash_key: bytes
+    instance_id: str
+    tracker: JobTracker
+    limiter: RateLimiter

@@ -1,0 +1,150 @@
+"""Typed errors that carry their HTTP status, rendered as OpenAI's error envelope."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str | None] = None
+    # A retry of the same request cannot succeed: tell the SDK not to try.
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+        if status is not None:
+            self.status = status  # type: ignore[misc]
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
+
+    def response_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        headers.setdefault("x-should-retry", "true" if self.retryable else "false")
+        return headers
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_value"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class VideoNotReady(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "video_not_ready"
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class InsufficientQuota(GatewayError):
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class NoUpstream(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "no_upstream"
+
+
+class UpstreamFailed(GatewayError):
+    """Every eligible upstream failed at create; no job exists and nothing was charged."""
+
+    status = 502
+    type = "server_error"
+    code = "upstream_error"
+    retryable = True
+
+
+class UpstreamOutcomeUnknown(UpstreamFailed):
+    """The upstream may have started a job; a blind retry could start a second one."""
+
+    retryable = False
+
+
+class UpstreamRejected(GatewayError):
+    """The upstream refused the request with a 4xx; its sanitized message is passed on."""
+
+    type = "invalid_request_error"
+
+
+async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GatewayError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.response_headers())
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    param = ".".join(loc) or None
+    error = InvalidRequest(f"Invalid value for '{param}': {first.get('msg', 'invalid')}",
+                           param=param)
+    return await _gateway_error(request, error)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        error: GatewayError = NotFound(f"Unknown route {request.method} {request.url.path}")
+    elif exc.status_code == 405:
+        error = InvalidRequest(f"Method {request.method} not allowed here",
+                               code="method_not_allowed", status=405)
+    else:
+        error = InvalidRequest(str(exc.detail), code="invalid_request", status=exc.status_code)
+    return await _gateway_error(request, error)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,70 @@
+"""Background polling of every unfinished job, so money settles without any client polling.
+
+Work is claimed through the database (a lease per job), so any number of gateway processes
+share the polling, none polls a job another holds, and a dead process's jobs are taken over
+once its leases expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gateway.db import now
+from gateway.jobs.tracker import JobTracker
+from gateway.videos.models import Job
+from gateway.videos.repository import JobRepository
+
+log = logging.getLogger("gateway.reconciler")
+
+BATCH = 200
+
+
+class Reconciler:
+    def __init__(self, tracker: JobTracker) -> None:
+        self.tracker = tracker
+        self.settings = tracker.settings
+        self._task: asyncio.Task[None] | None = None
+        self.last_cycle_at: float | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="reconciler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def tick_s(self) -> float:
+        return min(1.0, self.settings.jobs.poll_interval_s / 2)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                while await self.cycle() >= BATCH:
+                    pass
+            except Exception:
+                log.exception("reconciler cycle failed")
+            self.last_cycle_at = now()
+            await asyncio.sleep(self.tick_s)
+
+    async def cycle(self) -> int:
+        """Claim a batch of due jobs and poll them; returns how many were claimed."""
+        at = now()
+        jobs_cfg = self.settings.jobs
+        async with self.tracker.sessions() as session, session.begin():
+            repo = JobRepository(session)
+            due = await repo.due(polled_before=at - jobs_cfg.poll_interval_s, at=at, limit=BATCH)
+            claimed = await repo.claim_batch(due, self.tracker.owner, at, at + jobs_cfg.lease_s)
+        if claimed:
+            await asyncio.gather(*(self._poll(job) for job in claimed))
+        return len(claimed)
+
+    async def _poll(self, job: Job) -> None:
+        try:
+            await self.tracker.poll(job)
+        except Exception:
+            log.exception("polling a job failed", extra={"job_id": job.id})

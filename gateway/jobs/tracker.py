@@ -1,0 +1,156 @@
+"""Following a job on its upstream and settling its money when it ends.
+
+Shared by client retrieves and the background reconciler. A job is polled by one caller at a
+time: in-process callers share one in-flight refresh, and across processes the job's lease
+(a guarded UPDATE) decides who polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.config import Settings
+from gateway.db import now
+from gateway.ledger import service as ledger
+from gateway.upstreams.base import UpstreamError, UpstreamJob
+from gateway.upstreams.pool import UpstreamPool
+from gateway.videos.models import UNFINISHED, Job
+from gateway.videos.repository import JobRepository
+
+log = logging.getLogger("gateway.jobs")
+
+
+@dataclass(frozen=True)
+class Ending:
+    status: str
+    code: str
+    message: str
+
+
+EXPIRED = Ending("failed", "expired",
+                 "The job did not finish in the time allowed; its charge was refunded.")
+LOST = Ending("failed", "submission_lost",
+              "The job could not be submitted to a provider; its charge was refunded.")
+DELETED = Ending("failed", "deleted", "The job was deleted before it finished.")
+
+
+class JobTracker:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+                 pool: UpstreamPool, owner: str) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.pool = pool
+        self.owner = owner
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._limits = {name: asyncio.Semaphore(settings.jobs.poll_concurrency)
+                        for name in pool.configs}
+        # A job still "submitting" after this long lost its create call (e.g. a crash).
+        longest = max((u.timeout_s for u in settings.upstreams), default=60.0)
+        self.submit_grace_s = longest + settings.jobs.lease_s
+
+    async def refresh(self, job_id: str) -> None:
+        """Poll the job's upstream once, sharing the call with concurrent callers."""
+        task = self._inflight.get(job_id)
+        if task is None:
+            task = asyncio.create_task(self._lease_and_poll(job_id))
+            self._inflight[job_id] = task
+            task.add_done_callback(lambda _: self._inflight.pop(job_id, None))
+        # Shielded: a client hanging up must not abandon a poll halfway through settling.
+        await asyncio.shield(task)
+
+    async def _lease_and_poll(self, job_id: str) -> None:
+        at = now()
+        async with self.sessions() as session, session.begin():
+            repo = JobRepository(session)
+            if not await repo.try_lease(job_id, self.owner, at, at + self.settings.jobs.lease_s):
+                return
+            job = await repo.get(job_id)
+        if job is not None:
+            await self.poll(job)
+
+    async def poll(self, job: Job) -> None:
+        """Poll a job this process holds the lease of, then write what was learned."""
+        at = now()
+        if at - job.created_at > self.settings.jobs.max_age_s:
+            await self.end(job, EXPIRED)
+            await self.cancel_upstream(job)
+            return
+        if job.upstream_id is None or job.upstream is None:
+            if at - job.created_at > self.submit_grace_s:
+                await self.end(job, LOST)
+            else:
+                await self._release(job)
+            return
+        placement = self.pool.placement(job.upstream, job.upstream_key_index)
+        try:
+            async with self._limits[job.upstream]:
+                result = await self.pool.adapter(job.upstream).retrieve(job.upstream_id,
+                                                                       placement.key)
+        except UpstreamError as exc:
+            # A failed poll says nothing about the job: keep it running and its money held.
+            log.warning("poll failed", extra={"job_id": job.id, "upstream": job.upstream,
+                                              "reason": str(exc)})
+            await self._release(job)
+            return
+        await self.apply(job, result)
+
+    async def apply(self, job: Job, result: UpstreamJob) -> None:
+        at = now()
+        values = {
+            "status": result.status, "progress": result.progress, "polled_at": at,
+            "updated_at": at, "lease_owner": None, "lease_until": None,
+        }
+        if result.content_url:
+            values["content_url"] = result.content_url
+        if result.status in ("completed", "failed"):
+            values.update(completed_at=result.completed_at or at, expires_at=result.expires_at,
+                          error_code=result.error_code, error_message=result.error_message)
+        async with self.sessions() as session, session.begin():
+            repo = JobRepository(session)
+            if not await repo.update(job.id, Job.status.in_(UNFINISHED), **values):
+                return
+            if result.status == "completed":
+                await ledger.settle(session, job, "capture")
+            elif result.status == "failed":
+                await ledger.settle(session, job, "refund", note=result.error_code)
+        if result.status in ("completed", "failed"):
+            log.info("job ended", extra={"job_id": job.id, "status": result.status})
+
+    async def end(self, job: Job, ending: Ending, *, deleted: bool = False) -> bool:
+        """End an unfinished job on the gateway's own authority and refund its hold."""
+        at = now()
+        values: dict[str, object] = {
+            "status": ending.status, "error_code": ending.code, "error_message": ending.message,
+            "completed_at": at, "updated_at": at, "polled_at": at, "lease_owner": None,
+            "lease_until": None,
+        }
+        if deleted:
+            values["deleted_at"] = at
+        async with self.sessions() as session, session.begin():
+            if not await JobRepository(session).update(job.id, Job.status.in_(UNFINISHED),
+                                                       **values):
+                return False
+            await ledger.settle(session, job, "refund", note=ending.code)
+        log.info("job ended by gateway", extra={"job_id": job.id, "reason": ending.code})
+        return True
+
+    async def _release(self, job: Job) -> None:
+        at = now()
+        async with self.sessions() as session, session.begin():
+            await JobRepository(session).update(
+                job.id, Job.lease_owner == self.owner,
+                polled_at=at, lease_owner=None, lease_until=None,
+            )
+
+    async def cancel_upstream(self, job: Job) -> None:
+        if job.upstream is None or job.upstream_id is None:
+            return
+        placement = self.pool.placement(job.upstream, job.upstream_key_index)
+        try:
+            await self.pool.adapter(job.upstream).delete(job.upstream_id, placement.key)
+        except UpstreamError as exc:
+            log.warning("upstream delete failed", extra={"job_id": job.id, "reason": str(exc)})

@@ -1,0 +1,59 @@
+"""Hold, capture, refund and release: each a ledger entry, each applied exactly once.
+
+These functions take part in the caller's transaction; the caller owns begin/commit.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.db import now
+from gateway.errors import InsufficientQuota, RateLimited
+from gateway.ledger.models import LedgerEntry
+from gateway.ledger.repository import LedgerRepository
+from gateway.tokens.models import Token
+from gateway.videos.models import Job
+
+# Outcome of a job -> (ledger kind, whether the hold goes back to the balance).
+SETTLEMENTS = {"capture": False, "refund": True, "release": True}
+
+
+async def hold(session: AsyncSession, token_id: str, job_id: str, amount: int) -> None:
+    """Move a job's price into held money, or raise why it cannot be held."""
+    repo = LedgerRepository(session)
+    if not await repo.try_hold(token_id, amount):
+        token = await session.get(Token, token_id, populate_existing=True)
+        assert token is not None
+        limit = token.max_concurrent_jobs
+        if limit is not None and token.active_jobs >= limit:
+            raise RateLimited(
+                f"This token already has {token.active_jobs} unfinished jobs (limit {limit}).",
+                retry_after=10,
+            )
+        raise InsufficientQuota(
+            "Your balance is too low for this request. Top up the token and try again."
+        )
+    repo.append(LedgerEntry(token_id=token_id, job_id=job_id, kind="hold", amount_micros=amount,
+                            created_at=now()))
+
+
+async def settle(session: AsyncSession, job: Job, kind: str, note: str | None = None) -> bool:
+    """Capture, refund or release a job's hold; False when it was already settled."""
+    back_to_balance = SETTLEMENTS[kind]
+    repo = LedgerRepository(session)
+    if not await repo.claim_settlement(job.id, kind):
+        return False
+    await repo.unhold(job.token_id, job.price_micros, back_to_balance=back_to_balance)
+    repo.append(LedgerEntry(token_id=job.token_id, job_id=job.id, kind=kind,
+                            amount_micros=job.price_micros, settles_job_id=job.id, note=note,
+                            created_at=now()))
+    return True
+
+
+async def topup(session: AsyncSession, token_id: str, amount: int, note: str | None) -> bool:
+    repo = LedgerRepository(session)
+    if not await repo.credit(token_id, amount):
+        return False
+    repo.append(LedgerEntry(token_id=token_id, kind="topup", amount_micros=amount, note=note,
+                            created_at=now()))
+    return True

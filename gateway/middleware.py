@@ -1,0 +1,98 @@
+"""ASGI middleware: request ids, upload size limits, last-resort error rendering."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from contextvars import ContextVar
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import GatewayError, RequestTooLarge
+
+log = logging.getLogger("gateway.http")
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+class _BodyTooLarge(RequestTooLarge):
+    pass
+
+
+class GatewayMiddleware:
+    """Stamps ``x-request-id`` on every response and bounds request bodies as they stream in.
+
+    The limit is enforced on the bytes received, not only on Content-Length, so a chunked
+    upload cannot get around it and no body is ever read whole before being refused.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = "req_" + secrets.token_hex(12)
+        request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        limit = self.max_body_bytes + 64 * 1024  # room for multipart framing and text fields
+        if _declared_length(scope) > limit:
+            await _render(RequestTooLarge(self._too_large()), send_with_id)
+            return
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(self._too_large())
+            return message
+
+        try:
+            await self.app(scope, bounded_receive, send_with_id)
+        except Exception as exc:
+            if started:
+                raise
+            if not isinstance(exc, GatewayError):
+                log.exception("unhandled error")
+                exc = GatewayError(f"The gateway hit an internal error; request id {request_id}.",
+                                   code="internal_error")
+            await _render(exc, send_with_id)
+
+    def _too_large(self) -> str:
+        return f"The request is larger than the {self.max_body_bytes // (1024 * 1024)} MB limit."
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+async def _render(error: GatewayError, send: Send) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.response_headers().items()]
+    if error.status == 500:
+        headers = [h for h in headers if h[0] != b"x-should-retry"] + [(b"x-should-retry", b"true")]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

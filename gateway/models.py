@@ -1,0 +1,8 @@
+"""Every table, imported in one place so Alembic and metadata users see the whole schema."""
+
+from gateway.db import Base
+from gateway.ledger.models import LedgerEntry
+from gateway.tokens.models import Meta, Token
+from gateway.videos.models import Job
+
+__all__ = ["Base", "Job", "LedgerEntry", "Meta", "Token"]

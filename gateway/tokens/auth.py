@@ -1,0 +1,70 @@
+"""Who is calling: the gateway-token and admin-token dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.context import AppContext
+from gateway.db import now
+from gateway.errors import Unauthorized
+from gateway.tokens.crypto import TOKEN_PREFIX, constant_time_equals, hash_token
+from gateway.tokens.models import Token
+from gateway.tokens.repository import TokenRepository
+
+# last_used_at is advisory: write it at most this often per token, not on every poll.
+TOUCH_EVERY_S = 60.0
+
+
+def get_context(request: Request) -> AppContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthorized("Missing bearer token. Send 'Authorization: Bearer <token>'.")
+    return credential.strip()
+
+
+def _usable(token: Token | None, at: float) -> bool:
+    return (
+        token is not None
+        and token.revoked_at is None
+        and not token.disabled
+        and (token.expires_at is None or token.expires_at > at)
+    )
+
+
+async def gateway_token(request: Request, ctx: Context) -> Token:
+    credential = _bearer(request)
+    if not credential.startswith(TOKEN_PREFIX):
+        raise Unauthorized("Invalid token.")
+    at = now()
+    async with ctx.sessions() as session:
+        repo = TokenRepository(session)
+        token = await repo.get_by_hash(hash_token(credential, ctx.hash_key))
+        if not _usable(token, at):
+            raise Unauthorized("Invalid, revoked or expired token.")
+        assert token is not None
+        if token.last_used_at is None or at - token.last_used_at > TOUCH_EVERY_S:
+            await repo.touch(token.id, at)
+            await session.commit()
+    request.state.token_id = token.id
+    return token
+
+
+def admin(request: Request, ctx: Context) -> None:
+    expected = ctx.settings.admin_token
+    credential = _bearer(request)
+    if not expected or not constant_time_equals(credential, expected):
+        raise Unauthorized("Invalid admin token.")
+
+
+GatewayToken = Annotated[Token, Depends(gateway_token)]
+AdminAuth = Depends(admin)

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.ledger.pricing import micros_to_usd
+from gateway.tokens.models import Token
+
+BillingMode = Literal["per_second", "per_call"]
+
+
+def _epoch(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str) and not value.replace(".", "", 1).isdigit():
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return value
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenCreate(_Input):
+    name: str = Field(min_length=1, max_length=200)
+    group: str = Field(min_length=1)
+    billing_mode: BillingMode = "per_second"
+    balance_usd: Decimal = Field(Decimal(0), ge=0, max_digits=18, decimal_places=6)
+    models: list[str] = Field(default_factory=list)
+    expires_at: float | None = None
+    rpm: int | None = Field(None, ge=1)
+    max_concurrent_jobs: int | None = Field(None, ge=1)
+
+    _expires = field_validator("expires_at", mode="before")(_epoch)
+
+
+class TokenUpdate(_Input):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    group: str | None = None
+    billing_mode: BillingMode | None = None
+    models: list[str] | None = None
+    expires_at: float | None = None
+    disabled: bool | None = None
+    rpm: int | None = Field(None, ge=1)
+    max_concurrent_jobs: int | None = Field(None, ge=1)
+
+    _expires = field_validator("expires_at", mode="before")(_epoch)
+
+
+class TopUp(_Input):
+    amount_usd: Decimal = Field(gt=0, max_digits=18, decimal_places=6)
+    note: str | None = Field(None, max_length=500)
+
+
+def _int_or_none(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+class TokenOut(BaseModel):
+    id: str
+    object: Literal["gateway.token"] = "gateway.token"
+    name: str
+    group: str
+    billing_mode: str
+    key_hint: str
+    balance_usd: str
+    held_usd: str
+    models: list[str]
+    expires_at: int | None
+    disabled: bool
+    revoked: bool
+    rpm: int | None
+    max_concurrent_jobs: int | None
+    active_jobs: int
+    created_at: int
+    last_used_at: int | None
+
+    @classmethod
+    def of(cls, token: Token) -> TokenOut:
+        return cls(
+            id=token.id, name=token.name, group=token.group, billing_mode=token.billing_mode,
+            key_hint=token.key_hint, balance_usd=micros_to_usd(token.balance_micros),
+            held_usd=micros_to_usd(token.held_micros), models=list(token.models or []),
+            expires_at=_int_or_none(token.expires_at), disabled=token.disabled,
+            revoked=token.revoked_at is not None, rpm=token.rpm,
+            max_concurrent_jobs=token.max_concurrent_jobs, active_jobs=token.active_jobs,
+            created_at=int(token.created_at), last_used_at=_int_or_none(token.last_used_at),
+        )
+
+
+class TokenCreated(TokenOut):
+    token: str
+
+
+class TokenList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[TokenOut]

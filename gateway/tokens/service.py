@@ -1,0 +1,99 @@
+"""Issuing, changing, revoking and topping up gateway tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.context import AppContext
+from gateway.db import now
+from gateway.errors import InvalidRequest, NotFound
+from gateway.ledger import service as ledger
+from gateway.ledger.models import LedgerEntry
+from gateway.ledger.pricing import usd_to_micros
+from gateway.ledger.repository import LedgerRepository
+from gateway.tokens.crypto import generate_token, hash_token, new_id, token_hint
+from gateway.tokens.models import Token
+from gateway.tokens.repository import TokenRepository
+from gateway.tokens.schemas import TokenCreate, TokenUpdate, TopUp
+
+
+class TokenService:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+
+    def _check_group(self, group: str | None, billing_mode: str | None) -> None:
+        if group is not None and group not in self.settings.groups:
+            raise InvalidRequest(
+                f"Unknown group '{group}'; configured groups: {', '.join(self.settings.groups)}.",
+                param="group",
+            )
+
+    def _check_models(self, models: list[str] | None) -> None:
+        unknown = sorted(set(models or []) - self.settings.known_models)
+        if unknown:
+            raise InvalidRequest(f"Unknown models: {', '.join(unknown)}.", param="models")
+
+    async def create(self, spec: TokenCreate) -> tuple[Token, str]:
+        self._check_group(spec.group, spec.billing_mode)
+        self._check_models(spec.models)
+        plaintext = generate_token()
+        at = now()
+        token = Token(
+            id=new_id("tok", 12), name=spec.name, group=spec.group,
+            billing_mode=spec.billing_mode, key_hash=hash_token(plaintext, self.ctx.hash_key),
+            key_hint=token_hint(plaintext), balance_micros=0, held_micros=0, active_jobs=0,
+            models=spec.models, expires_at=spec.expires_at, disabled=False, rpm=spec.rpm,
+            max_concurrent_jobs=spec.max_concurrent_jobs, created_at=at,
+        )
+        async with self.ctx.sessions() as session, session.begin():
+            TokenRepository(session).add(token)
+            await session.flush()
+            amount = usd_to_micros(spec.balance_usd)
+            if amount:
+                await ledger.topup(session, token.id, amount, "initial balance")
+        return await self.get(token.id), plaintext
+
+    async def get(self, token_id: str) -> Token:
+        async with self.ctx.sessions() as session:
+            token = await TokenRepository(session).get(token_id)
+        if token is None:
+            raise NotFound(f"No token with id '{token_id}'.", param="token_id")
+        return token
+
+    async def list(self) -> Sequence[Token]:
+        async with self.ctx.sessions() as session:
+            return await TokenRepository(session).list()
+
+    async def update(self, token_id: str, change: TokenUpdate) -> Token:
+        values = change.model_dump(exclude_unset=True)
+        self._check_group(values.get("group"), values.get("billing_mode"))
+        self._check_models(values.get("models"))
+        async with self.ctx.sessions() as session, session.begin():
+            token = await TokenRepository(session).get(token_id)
+            if token is None:
+                raise NotFound(f"No token with id '{token_id}'.", param="token_id")
+            for name, value in values.items():
+                setattr(token, name, value)
+        return await self.get(token_id)
+
+    async def revoke(self, token_id: str) -> Token:
+        async with self.ctx.sessions() as session, session.begin():
+            token = await TokenRepository(session).get(token_id)
+            if token is None:
+                raise NotFound(f"No token with id '{token_id}'.", param="token_id")
+            token.revoked_at = token.revoked_at or now()
+        return await self.get(token_id)
+
+    async def topup(self, token_id: str, spec: TopUp) -> Token:
+        async with self.ctx.sessions() as session, session.begin():
+            if not await ledger.topup(session, token_id, usd_to_micros(spec.amount_usd),
+                                      spec.note):
+                raise NotFound(f"No token with id '{token_id}'.", param="token_id")
+        return await self.get(token_id)
+
+    async def ledger(self, token_id: str, *, after: int | None,
+                     limit: int) -> Sequence[LedgerEntry]:
+        await self.get(token_id)
+        async with self.ctx.sessions() as session:
+            return await LedgerRepository(session).entries(token_id, after=after, limit=limit)

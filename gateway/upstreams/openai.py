@@ -1,0 +1,191 @@
+"""Adapter for upstreams that speak the OpenAI Videos API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from gateway.upstreams.base import (
+    SubmitRequest,
+    UpstreamAmbiguous,
+    UpstreamError,
+    UpstreamGone,
+    UpstreamJob,
+    UpstreamRefused,
+    UpstreamUnavailable,
+    normalize_status,
+    sanitize,
+)
+
+# Upstream statuses that mean "our side is misconfigured or the upstream is down": the
+# client's request is not at fault, so creates fail over and nothing is passed through.
+_NOT_CLIENTS_FAULT = {401, 403, 404, 405, 408, 409, 429}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+
+
+def _error_fields(response: httpx.Response) -> tuple[str, str | None, str | None]:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return "The upstream provider refused the request.", None, None
+    if isinstance(error, dict):
+        message = str(error.get("message") or "The upstream provider refused the request.")
+        return message, error.get("code"), error.get("param")
+    return str(error or "The upstream provider refused the request."), None, None
+
+
+def _epoch(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+class OpenAIAdapter:
+    """One upstream; vendor JSON is read and written here and nowhere else."""
+
+    def __init__(self, name: str, base_url: str, client: httpx.AsyncClient, timeout_s: float):
+        self.name = name
+        self.base_url = base_url
+        self.client = client
+        self.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+
+    # -- transport ---------------------------------------------------------------------------
+    async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        try:
+            return await self.client.send(request, stream=stream)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise UpstreamUnavailable(f"cannot connect ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            # The request may have reached the upstream: whatever it did is unknown.
+            raise UpstreamAmbiguous(f"no answer ({type(exc).__name__})") from exc
+
+    def _build(self, method: str, path: str, key: str, **kwargs: Any) -> httpx.Request:
+        headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}
+        return self.client.build_request(method, f"{self.base_url}{path}", headers=headers,
+                                         timeout=self.timeout, **kwargs)
+
+    def _check(self, response: httpx.Response, key: str, *, gone_on_404: bool) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        if status == 404 and gone_on_404:
+            raise UpstreamGone("upstream does not know the job")
+        if status >= 500 or status in _NOT_CLIENTS_FAULT:
+            raise UpstreamUnavailable(f"upstream answered {status}",
+                                      retry_after=_retry_after(response))
+        message, code, param = _error_fields(response)
+        raise UpstreamRefused(status, sanitize(message, key, self.name, self.base_url),
+                              code=code, param=param)
+
+    async def _json(self, request: httpx.Request, key: str, *, gone_on_404: bool) -> dict[str, Any]:
+        response = await self._send(request)
+        self._check(response, key, gone_on_404=gone_on_404)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise UpstreamAmbiguous("upstream answered with malformed JSON") from exc
+        if not isinstance(data, dict) or not data.get("id"):
+            raise UpstreamAmbiguous("upstream answered without a job id")
+        return data
+
+    # -- vendor format -----------------------------------------------------------------------
+    def parse_job(self, data: dict[str, Any]) -> UpstreamJob:
+        status = normalize_status(data.get("status"))
+        error = data.get("error")
+        code = message = None
+        if status == "failed":
+            if isinstance(error, dict):
+                code, message = error.get("code"), error.get("message")
+            elif error:
+                message = str(error)
+        progress = data.get("progress")
+        return UpstreamJob(
+            id=str(data["id"]),
+            status=status,
+            progress=100 if status == "completed" else _clamp(progress),
+            error_code=str(code) if code else ("video_generation_failed" if status == "failed"
+                                               else None),
+            error_message=str(message) if message else None,
+            completed_at=_epoch(data.get("completed_at")),
+            expires_at=_epoch(data.get("expires_at")),
+            content_url=self.content_url_of(data),
+        )
+
+    def content_url_of(self, data: dict[str, Any]) -> str | None:
+        return None
+
+    def create_fields(self, request: SubmitRequest) -> dict[str, Any]:
+        fields: dict[str, Any] = {"model": request.model, "prompt": request.prompt,
+                                  "seconds": str(request.seconds), "size": request.size}
+        if request.metadata is not None:
+            fields["metadata"] = request.metadata
+        return fields
+
+    # -- operations --------------------------------------------------------------------------
+    async def create(self, request: SubmitRequest, key: str) -> UpstreamJob:
+        fields = self.create_fields(request)
+        if request.image is not None:
+            image = request.image
+            files = {"input_reference": (image.filename, image.data, image.content_type)}
+            data = {name: str(value) for name, value in fields.items()}
+            built = self._build("POST", "/videos", key, data=data, files=files)
+        else:
+            if request.image_reference is not None:
+                fields["input_reference"] = request.image_reference
+            built = self._build("POST", "/videos", key, json=fields)
+        return self.parse_job(await self._json(built, key, gone_on_404=False))
+
+    async def retrieve(self, upstream_id: str, key: str) -> UpstreamJob:
+        built = self._build("GET", f"/videos/{upstream_id}", key)
+        return self.parse_job(await self._json(built, key, gone_on_404=True))
+
+    async def remix(self, upstream_id: str, prompt: str, key: str) -> UpstreamJob:
+        built = self._build("POST", f"/videos/{upstream_id}/remix", key, json={"prompt": prompt})
+        return self.parse_job(await self._json(built, key, gone_on_404=False))
+
+    async def delete(self, upstream_id: str, key: str) -> None:
+        response = await self._send(self._build("DELETE", f"/videos/{upstream_id}", key))
+        if response.status_code != 404:
+            self._check(response, key, gone_on_404=True)
+
+    @asynccontextmanager
+    async def content(self, upstream_id: str, key: str, *, variant: str, content_url: str | None,
+                      range_header: str | None) -> AsyncIterator[httpx.Response]:
+        headers = {"Range": range_header} if range_header else {}
+        built = self._build("GET", f"/videos/{upstream_id}/content", key,
+                            params={"variant": variant}, headers=headers)
+        response = await self._open(built, key)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _open(self, request: httpx.Request, key: str) -> httpx.Response:
+        response = await self._send(request, stream=True)
+        if response.status_code >= 400 and response.status_code != 416:
+            await response.aclose()
+            try:
+                self._check(response, key, gone_on_404=True)
+            except UpstreamRefused as exc:
+                raise UpstreamGone(exc.message) from exc
+            raise UpstreamError(f"upstream answered {response.status_code}")
+        return response
+
+
+def _clamp(value: Any) -> int:
+    try:
+        return max(0, min(100, int(float(value))))
+    except (TypeError, ValueError):
+        return 0
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"))

@@ -1,0 +1,130 @@
+"""Upstream selection: weighted order among a group's upstreams, failover at create."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.config import Settings, UpstreamConfig
+from gateway.errors import NoUpstream, UpstreamFailed, UpstreamOutcomeUnknown, UpstreamRejected
+from gateway.upstreams.base import (
+    Adapter,
+    UpstreamAmbiguous,
+    UpstreamJob,
+    UpstreamRefused,
+    UpstreamUnavailable,
+)
+from gateway.upstreams.compat import CompatAdapter
+from gateway.upstreams.openai import OpenAIAdapter
+
+log = logging.getLogger("gateway.upstreams")
+
+ADAPTERS: dict[str, type[OpenAIAdapter]] = {"openai": OpenAIAdapter, "compat": CompatAdapter}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a job lives: the upstream and the key that created it."""
+
+    upstream: UpstreamConfig
+    key_index: int
+
+    @property
+    def key(self) -> str:
+        keys = self.upstream.keys
+        return keys[self.key_index % len(keys)]
+
+
+class UpstreamPool:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.configs = {upstream.name: upstream for upstream in settings.upstreams}
+        self.adapters: dict[str, Adapter] = {
+            upstream.name: ADAPTERS[upstream.flavor](
+                upstream.name, upstream.base_url, client, upstream.timeout_s
+            )
+            for upstream in settings.upstreams
+        }
+        self._key_cycles = {
+            upstream.name: itertools.cycle(range(len(upstream.keys)))
+            for upstream in settings.upstreams
+        }
+
+    def adapter(self, name: str) -> Adapter:
+        return self.adapters[name]
+
+    def placement(self, name: str, key_index: int | None) -> Placement:
+        return Placement(self.configs[name], key_index or 0)
+
+    def eligible(self, group: str, model: str) -> list[UpstreamConfig]:
+        return [
+            upstream for upstream in self.settings.upstreams
+            if group in upstream.groups and model in upstream.models and upstream.weight > 0
+        ]
+
+    def serves(self, group: str, model: str) -> bool:
+        return bool(self.eligible(group, model))
+
+    def ordered(self, group: str, model: str) -> list[UpstreamConfig]:
+        """Eligible upstreams in a weighted random order, each at most once."""
+        remaining = self.eligible(group, model)
+        order: list[UpstreamConfig] = []
+        while remaining:
+            pick = random.choices(remaining, weights=[u.weight for u in remaining])[0]
+            order.append(pick)
+            remaining.remove(pick)
+        return order
+
+    def _next_key(self, upstream: UpstreamConfig) -> Placement:
+        return Placement(upstream, next(self._key_cycles[upstream.name]))
+
+    async def submit(
+        self, group: str, model: str, call: Callable[[Adapter, Placement], Awaitable[UpstreamJob]],
+    ) -> tuple[Placement, UpstreamJob]:
+        """Run ``call`` on eligible upstreams in order until one accepts the job."""
+        candidates = self.ordered(group, model)
+        if not candidates:
+            raise NoUpstream(f"No upstream serves model '{model}' for this token's group.")
+        for upstream in candidates:
+            placement = self._next_key(upstream)
+            try:
+                return placement, await call(self.adapters[upstream.name], placement)
+            except UpstreamUnavailable as exc:
+                log.warning("create failed over", extra={"upstream": upstream.name,
+                                                         "reason": str(exc)})
+            except UpstreamRefused as exc:
+                raise UpstreamRejected(exc.message, status=exc.status, param=exc.param,
+                                       code=exc.code or "upstream_rejected") from exc
+            except UpstreamAmbiguous as exc:
+                # The upstream may hold a job now; sending it elsewhere could make two.
+                log.error("create outcome unknown", extra={"upstream": upstream.name,
+                                                           "reason": str(exc)})
+                raise UpstreamOutcomeUnknown(
+                    "The upstream provider did not answer in time; nothing was charged.",
+                ) from exc
+        raise UpstreamFailed("Every upstream provider failed; nothing was charged. Try again.")
+
+    async def at(
+        self, name: str, key_index: int | None,
+        call: Callable[[Adapter, Placement], Awaitable[UpstreamJob]],
+    ) -> tuple[Placement, UpstreamJob]:
+        """Run ``call`` on one given upstream (remix goes where its source lives)."""
+        placement = self.placement(name, key_index)
+        try:
+            return placement, await call(self.adapters[name], placement)
+        except UpstreamRefused as exc:
+            raise UpstreamRejected(exc.message, status=exc.status, param=exc.param,
+                                   code=exc.code or "upstream_rejected") from exc
+        except UpstreamUnavailable as exc:
+            log.warning("upstream call failed", extra={"upstream": name, "reason": str(exc)})
+            raise UpstreamFailed("The upstream provider failed; nothing was charged.") from exc
+        except UpstreamAmbiguous as exc:
+            log.error("upstream outcome unknown", extra={"upstream": name, "reason": str(exc)})
+            raise UpstreamOutcomeUnknown(
+                "The upstream provider did not answer in time; nothing was charged.",
+            ) from exc

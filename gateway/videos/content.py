@@ -1,0 +1,135 @@
+"""Streaming a finished video's assets from its upstream, chunk by chunk, with Range."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import httpx
+from starlette.responses import StreamingResponse
+
+from gateway.context import AppContext
+from gateway.errors import GatewayError, InvalidRequest, NotFound
+from gateway.upstreams.base import UpstreamError, UpstreamGone
+from gateway.videos.models import Job
+
+log = logging.getLogger("gateway.content")
+
+CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
+_GENERIC_TYPES = {"", "application/octet-stream", "application/binary", "binary/octet-stream"}
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_PASSED_HEADERS = ("content-length", "content-range", "etag", "last-modified")
+
+
+class RangeNotSatisfiable(GatewayError):
+    status = 416
+    type = "invalid_request_error"
+    code = "range_not_satisfiable"
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """A single ``bytes=a-b`` request, applied here when an upstream ignores Range."""
+
+    start: int | None
+    end: int | None
+
+    @classmethod
+    def parse(cls, header: str | None) -> ByteRange | None:
+        match = _RANGE.match((header or "").strip())
+        if not match or match.groups() == ("", ""):
+            return None
+        first, last = (int(group) if group else None for group in match.groups())
+        return cls(first, last)
+
+    def bounds(self, total: int) -> tuple[int, int]:
+        """Inclusive byte positions within an asset of ``total`` bytes."""
+        if self.start is None:
+            start, end = max(0, total - (self.end or 0)), total - 1
+        else:
+            start, end = self.start, min(total - 1, self.end if self.end is not None else total)
+        if start > end or start >= total:
+            raise RangeNotSatisfiable("The requested range is outside the asset.")
+        return start, end
+
+
+async def _slice(chunks: AsyncGenerator[bytes, None], start: int,
+                 end: int) -> AsyncIterator[bytes]:
+    position = 0
+    try:
+        async for chunk in chunks:
+            lo, hi = max(start - position, 0), min(end + 1 - position, len(chunk))
+            position += len(chunk)
+            if lo < hi:
+                yield chunk[lo:hi]
+            if position > end:
+                return
+    finally:
+        await chunks.aclose()
+
+
+async def _relay(response: httpx.Response, stack: AsyncExitStack,
+                 job_id: str) -> AsyncGenerator[bytes, None]:
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.HTTPError as exc:
+        # Headers are gone already; cutting the body short tells the client it is incomplete.
+        log.warning("content stream broke", extra={"job_id": job_id, "reason": str(exc)})
+    finally:
+        await stack.aclose()
+
+
+def _content_type(response: httpx.Response, variant: str) -> str:
+    given = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return CONTENT_TYPES[variant] if given in _GENERIC_TYPES else given
+
+
+async def stream_content(ctx: AppContext, job: Job, variant: str,
+                         range_header: str | None) -> StreamingResponse:
+    if variant not in CONTENT_TYPES:
+        raise InvalidRequest("'variant' must be video, thumbnail or spritesheet.",
+                             param="variant")
+    assert job.upstream is not None
+    assert job.upstream_id is not None
+    wanted = ByteRange.parse(range_header)
+    placement = ctx.pool.placement(job.upstream, job.upstream_key_index)
+    stack = AsyncExitStack()
+    try:
+        response = await stack.enter_async_context(ctx.pool.adapter(job.upstream).content(
+            job.upstream_id, placement.key, variant=variant, content_url=job.content_url,
+            range_header=range_header if wanted else None,
+        ))
+    except UpstreamGone as exc:
+        await stack.aclose()
+        raise NotFound(f"The {variant} of video '{job.id}' is no longer available.",
+                       param="variant") from exc
+    except UpstreamError as exc:
+        await stack.aclose()
+        raise GatewayError("The upstream provider could not serve the content.",
+                           code="upstream_error", status=502) from exc
+    if response.status_code == 416:
+        await stack.aclose()
+        raise RangeNotSatisfiable("The requested range is outside the asset.")
+    headers = {name: response.headers[name] for name in _PASSED_HEADERS
+               if name in response.headers}
+    headers["accept-ranges"] = "bytes"
+    relay = _relay(response, stack, job.id)
+    body: AsyncIterator[bytes] = relay
+    status = response.status_code
+    if wanted is not None and status == 200 and "content-length" in headers:
+        total = int(headers["content-length"])
+        try:
+            start, end = wanted.bounds(total)
+        except RangeNotSatisfiable:
+            await stack.aclose()
+            raise
+        body = _slice(relay, start, end)
+        headers.update({"content-length": str(end - start + 1),
+                        "content-range": f"bytes {start}-{end}/{total}"})
+        status = 206
+    return StreamingResponse(body, status_code=status, headers=headers,
+                             media_type=_content_type(response, variant))

@@ -1,0 +1,74 @@
+"""The OpenAI Videos API: thin routes over VideoService."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.responses import StreamingResponse
+
+from gateway.tokens.auth import Context, GatewayToken
+from gateway.videos.content import stream_content
+from gateway.videos.inputs import read_body
+from gateway.videos.schemas import Video, VideoDeleted, VideoList
+from gateway.videos.service import VideoService
+
+router = APIRouter(prefix="/v1/videos", tags=["videos"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+def _paced(response: Response, ctx: Context) -> None:
+    response.headers["openai-poll-after-ms"] = str(ctx.settings.jobs.poll_after_ms)
+
+
+@router.post("", response_model=Video)
+async def create_video(request: Request, response: Response, ctx: Context, token: GatewayToken,
+                       idempotency_key: IdempotencyKey = None) -> Video:
+    fields = await read_body(request)
+    job = await VideoService(ctx, token).create(fields, idempotency_key)
+    _paced(response, ctx)
+    return Video.of(job)
+
+
+@router.get("", response_model=VideoList)
+async def list_videos(ctx: Context, token: GatewayToken, after: str | None = None,
+                      limit: Annotated[int, Query()] = 20,
+                      order: Annotated[str, Query()] = "desc") -> VideoList:
+    jobs, has_more = await VideoService(ctx, token).page(after=after, limit=limit, order=order)
+    data = [Video.of(job) for job in jobs]
+    return VideoList(data=data, first_id=data[0].id if data else None,
+                     last_id=data[-1].id if data else None, has_more=has_more)
+
+
+@router.get("/{video_id}", response_model=Video)
+async def retrieve_video(video_id: str, response: Response, ctx: Context,
+                         token: GatewayToken) -> Video:
+    job = await VideoService(ctx, token).retrieve(video_id)
+    _paced(response, ctx)
+    return Video.of(job)
+
+
+@router.delete("/{video_id}", response_model=VideoDeleted)
+async def delete_video(video_id: str, ctx: Context, token: GatewayToken) -> VideoDeleted:
+    await VideoService(ctx, token).delete(video_id)
+    return VideoDeleted(id=video_id)
+
+
+@router.get("/{video_id}/content", response_class=StreamingResponse)
+async def download_content(
+    video_id: str, ctx: Context, token: GatewayToken,
+    variant: Literal["video", "thumbnail", "spritesheet"] = "video",
+    range_header: Annotated[str | None, Header(alias="Range")] = None,
+) -> StreamingResponse:
+    job = await VideoService(ctx, token).completed(video_id)
+    return await stream_content(ctx, job, variant, range_header)
+
+
+@router.post("/{video_id}/remix", response_model=Video)
+async def remix_video(video_id: str, request: Request, response: Response, ctx: Context,
+                      token: GatewayToken, idempotency_key: IdempotencyKey = None) -> Video:
+    fields = await read_body(request)
+    job = await VideoService(ctx, token).remix(video_id, fields, idempotency_key)
+    _paced(response, ctx)
+    return Video.of(job)

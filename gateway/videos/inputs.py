@@ -1,0 +1,225 @@
+"""Reading create/edit requests as the SDK sends them (multipart) and as others do (JSON)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from PIL import Image, UnidentifiedImageError
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException
+
+from gateway.config import Settings
+from gateway.errors import InvalidRequest
+from gateway.upstreams.base import ImageFile
+
+DEFAULT_MODEL = "sora-2"
+DEFAULT_SECONDS = "4"
+DEFAULT_SIZE = "720x1280"
+# Sizes a model accepts when it is priced only per call (no per-second table lists them).
+STANDARD_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+MAX_FIELDS = 50
+
+
+@dataclass(frozen=True)
+class CreateParams:
+    prompt: str
+    model: str
+    seconds: int
+    size: str
+    metadata: str | None
+    image: ImageFile | None
+    image_reference: dict[str, str] | None
+
+
+async def read_body(request: Request) -> dict[str, Any]:
+    """The request's fields as a dict; multipart nested keys (``a[b]``) become dicts."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidRequest("The request body is not valid JSON.", param=None) from exc
+        if not isinstance(body, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        return body
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        try:
+            form = await request.form(max_files=4, max_fields=MAX_FIELDS,
+                                      max_part_size=1024 * 1024)
+        except MultiPartException as exc:
+            raise InvalidRequest(f"Malformed multipart body: {exc.message}") from exc
+        return _form_fields(form)
+    raise InvalidRequest(
+        "Send the request as multipart/form-data or application/json.", code="invalid_request"
+    )
+
+
+def _form_fields(form: FormData) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        if "[" in key and key.endswith("]"):
+            outer, inner = key[:-1].split("[", 1)
+            nested = fields.setdefault(outer, {})
+            if isinstance(nested, dict):
+                nested[inner] = value
+            continue
+        fields[key] = value
+    return fields
+
+
+def _text(fields: dict[str, Any], name: str, default: str | None = None) -> str | None:
+    value = fields.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidRequest(f"'{name}' must be a string.", param=name)
+    return str(value).strip()
+
+
+def _prompt(fields: dict[str, Any], settings: Settings) -> str:
+    prompt = _text(fields, "prompt")
+    if not prompt:
+        raise InvalidRequest("'prompt' is required and must not be empty.", param="prompt")
+    if len(prompt) > settings.max_prompt_chars:
+        raise InvalidRequest(
+            f"'prompt' is longer than {settings.max_prompt_chars} characters.", param="prompt"
+        )
+    return prompt
+
+
+def parse_model(fields: dict[str, Any], settings: Settings) -> str:
+    model = _text(fields, "model", DEFAULT_MODEL) or DEFAULT_MODEL
+    if model not in settings.known_models:
+        raise InvalidRequest(f"Unknown model '{model}'.", param="model")
+    return model
+
+
+def parse_seconds(fields: dict[str, Any], settings: Settings, model: str,
+                  default: str | None = DEFAULT_SECONDS) -> int:
+    raw = _text(fields, "seconds", default)
+    offered = settings.seconds_for(model)
+    if raw is None or not raw.isdigit() or int(raw) not in offered:
+        raise InvalidRequest(
+            f"'seconds' must be one of {', '.join(map(str, offered))} for model '{model}'.",
+            param="seconds",
+        )
+    return int(raw)
+
+
+def _size(fields: dict[str, Any], settings: Settings, model: str) -> str:
+    size = _text(fields, "size", DEFAULT_SIZE) or DEFAULT_SIZE
+    offered = settings.sizes_for(model) or list(STANDARD_SIZES)
+    if size not in offered:
+        raise InvalidRequest(
+            f"Size '{size}' is not offered for model '{model}'; choose one of "
+            f"{', '.join(offered)}.",
+            param="size",
+        )
+    return size
+
+
+def _metadata(fields: dict[str, Any]) -> str | None:
+    value = fields.get("metadata")
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return value
+    raise InvalidRequest("'metadata' must be a JSON object.", param="metadata")
+
+
+def check_image(data: bytes, size: str, *, param: str = "input_reference") -> str:
+    """Check an image's header with Pillow; return its real content type."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind, dimensions = image.format, image.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InvalidRequest("'input_reference' is not a JPEG, PNG or WebP image.",
+                             param=param) from exc
+    if kind not in IMAGE_FORMATS:
+        raise InvalidRequest("'input_reference' must be a JPEG, PNG or WebP image.", param=param)
+    width, height = (int(part) for part in size.split("x"))
+    if dimensions != (width, height):
+        raise InvalidRequest(
+            f"'input_reference' is {dimensions[0]}x{dimensions[1]} pixels; it must match "
+            f"size {size}.",
+            param=param,
+        )
+    return IMAGE_FORMATS[kind]
+
+
+def _data_url(url: str) -> bytes:
+    header, _, payload = url.partition(",")
+    if ";base64" not in header:
+        raise InvalidRequest("'input_reference.image_url' data URLs must be base64.",
+                             param="input_reference")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest("'input_reference.image_url' is not valid base64.",
+                             param="input_reference") from exc
+
+
+async def _reference(fields: dict[str, Any], size: str) -> tuple[ImageFile | None,
+                                                                  dict[str, str] | None]:
+    value = fields.get("input_reference")
+    if value is None or value == "":
+        return None, None
+    if isinstance(value, UploadFile):
+        data = await value.read()
+        content_type = check_image(data, size)
+        return ImageFile(data, value.filename or "input_reference", content_type), None
+    if isinstance(value, dict):
+        if isinstance(value.get("file_id"), str) and value["file_id"]:
+            return None, {"file_id": value["file_id"]}
+        url = value.get("image_url")
+        if isinstance(url, str) and url.startswith("data:"):
+            data = _data_url(url)
+            content_type = check_image(data, size)
+            return ImageFile(data, "input_reference", content_type), None
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            return None, {"image_url": url}
+    raise InvalidRequest(
+        "'input_reference' must be an image file, {\"image_url\": ...} or {\"file_id\": ...}.",
+        param="input_reference",
+    )
+
+
+async def parse_create(fields: dict[str, Any], settings: Settings) -> CreateParams:
+    prompt = _prompt(fields, settings)
+    model = parse_model(fields, settings)
+    size = _size(fields, settings, model)
+    seconds = parse_seconds(fields, settings, model)
+    metadata = _metadata(fields)
+    image, reference = await _reference(fields, size)
+    return CreateParams(prompt=prompt, model=model, seconds=seconds, size=size,
+                        metadata=metadata, image=image, image_reference=reference)
+
+
+def parse_prompt(fields: dict[str, Any], settings: Settings) -> str:
+    return _prompt(fields, settings)
+
+
+def video_reference(fields: dict[str, Any]) -> str:
+    """The id of an existing video named by an edit or extension (``video[id]`` or JSON)."""
+    value = fields.get("video")
+    if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]:
+        return str(value["id"])
+    if isinstance(value, str) and value.startswith("video_"):
+        return value
+    raise InvalidRequest(
+        "'video' must reference one of your videos as {\"id\": \"video_...\"}.", param="video"
+    )

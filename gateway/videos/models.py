@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Double, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.db import Base, BigId
+
+# Internal states: "submitting" is a job persisted (money held) before its upstream call.
+UNFINISHED = ("submitting", "queued", "in_progress")
+TERMINAL = ("completed", "failed")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_token_id_seq", "token_id", "seq"),
+        Index("ix_jobs_status_polled_at", "status", "polled_at"),
+        Index("uq_jobs_token_id_idempotency_key", "token_id", "idempotency_key", unique=True),
+    )
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[str] = mapped_column(ForeignKey("tokens.id"))
+    group: Mapped[str] = mapped_column(String(100))
+    billing_mode: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(16), default="create")
+    model: Mapped[str] = mapped_column(String(100))
+    size: Mapped[str] = mapped_column(String(20))
+    seconds: Mapped[int] = mapped_column(Integer)
+    quality: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    remixed_from_video_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    price_micros: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    upstream: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    upstream_key_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    upstream_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    upstream_model: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Compat upstreams hand out a download URL instead of a content route.
+    content_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    extra: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    settlement: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)
+    polled_at: Mapped[float] = mapped_column(Double)
+    completed_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    expires_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    deleted_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[float | None] = mapped_column(Double, nullable=True)
+

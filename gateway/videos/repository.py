@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.videos.models import UNFINISHED, Job
+
+
+class JobRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, job: Job) -> None:
+        self.session.add(job)
+
+    async def get(self, job_id: str) -> Job | None:
+        result = await self.session.execute(select(Job).where(Job.id == job_id))
+        return result.scalar_one_or_none()
+
+    async def get_owned(self, job_id: str, token_id: str) -> Job | None:
+        result = await self.session.execute(
+            select(Job).where(Job.id == job_id, Job.token_id == token_id,
+                              Job.deleted_at.is_(None))
+        )
+        return result.scalar_one_or_none()
+
+    async def by_idempotency_key(self, token_id: str, key: str) -> Job | None:
+        result = await self.session.execute(
+            select(Job).where(Job.token_id == token_id, Job.idempotency_key == key)
+        )
+        return result.scalar_one_or_none()
+
+    async def forget_idempotency_key(self, job_id: str) -> None:
+        await self.session.execute(update(Job).where(Job.id == job_id)
+                                   .values(idempotency_key=None))
+
+    async def page(self, token_id: str, *, after_seq: int | None, limit: int,
+                   descending: bool) -> Sequence[Job]:
+        query = select(Job).where(Job.token_id == token_id, Job.deleted_at.is_(None))
+        if after_seq is not None:
+            query = query.where(Job.seq < after_seq if descending else Job.seq > after_seq)
+        query = query.order_by(Job.seq.desc() if descending else Job.seq.asc()).limit(limit)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def update(self, job_id: str, *conditions: Any, **values: Any) -> bool:
+        result = await self.session.execute(
+            update(Job).where(Job.id == job_id, *conditions).values(**values)
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+    async def try_lease(self, job_id: str, owner: str, at: float, until: float) -> bool:
+        """Take the right to poll this job; only one process holds it until it expires."""
+        return await self.update(
+            job_id,
+            Job.status.in_(UNFINISHED),
+            or_(Job.lease_until.is_(None), Job.lease_until < at, Job.lease_owner == owner),
+            lease_owner=owner, lease_until=until,
+        )
+
+    async def due(self, *, polled_before: float, at: float, limit: int) -> Sequence[str]:
+        """Unfinished jobs not polled lately and not leased by a live process."""
+        result = await self.session.execute(
+            select(Job.id)
+            .where(
+                Job.status.in_(UNFINISHED),
+                Job.polled_at < polled_before,
+                or_(Job.lease_until.is_(None), Job.lease_until < at),
+            )
+            .order_by(Job.polled_at)
+            .limit(limit)
+        )
+        return result.scalars().all()
+
+    async def claim_batch(self, ids: Sequence[str], owner: str, at: float,
+                          until: float) -> Sequence[Job]:
+        """Lease every listed job nobody else holds, in one statement, and return those won."""
+        if not ids:
+            return []
+        await self.session.execute(
+            update(Job)
+            .where(Job.id.in_(ids), Job.status.in_(UNFINISHED),
+                   or_(Job.lease_until.is_(None), Job.lease_until < at))
+            .values(lease_owner=owner, lease_until=until)
+        )
+        result = await self.session.execute(
+            select(Job).where(and_(Job.id.in_(ids), Job.lease_owner == owner,
+                                   Job.lease_until == until))
+        )
+        return result.scalars().all()

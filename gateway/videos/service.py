@@ -1,0 +1,234 @@
+"""Video jobs as a client sees them: submit, retrieve, list, delete, remix, content."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from gateway.context import AppContext
+from gateway.db import now
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    NoUpstream,
+    PermissionDenied,
+    VideoNotReady,
+)
+from gateway.jobs.tracker import DELETED
+from gateway.ledger import service as ledger
+from gateway.ledger.pricing import price_micros
+from gateway.tokens.crypto import new_id
+from gateway.tokens.models import Token
+from gateway.upstreams.base import Adapter, SubmitRequest, UpstreamJob
+from gateway.upstreams.pool import Placement
+from gateway.videos.inputs import CreateParams, parse_create, parse_prompt
+from gateway.videos.models import UNFINISHED, Job
+from gateway.videos.repository import JobRepository
+from gateway.videos.schemas import public_status
+
+log = logging.getLogger("gateway.videos")
+
+IDEMPOTENCY_WINDOW_S = 24 * 3600
+MAX_PAGE = 100
+
+Submit = Callable[[], Awaitable[tuple[Placement, UpstreamJob]]]
+
+
+class VideoService:
+    def __init__(self, ctx: AppContext, token: Token) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.token = token
+
+    # -- create and remix --------------------------------------------------------------------
+    async def create(self, fields: dict[str, Any], idempotency_key: str | None) -> Job:
+        params = await parse_create(fields, self.settings)
+        self._authorize(params.model)
+        price = self._price(params.model, params.size, params.seconds)
+        if not self.ctx.pool.serves(self.token.group, params.model):
+            raise NoUpstream(f"No upstream serves model '{params.model}' for this token.")
+        job = self._new_job(params.model, params.size, params.seconds, params.prompt, price,
+                            idempotency_key=idempotency_key)
+        request = _submit_request(params)
+
+        def submit() -> Awaitable[tuple[Placement, UpstreamJob]]:
+            return self.ctx.pool.submit(
+                self.token.group, params.model,
+                lambda adapter, placement: adapter.create(
+                    replace(request, model=placement.upstream.upstream_model(params.model)),
+                    placement.key,
+                ),
+            )
+
+        return await self._start(job, submit)
+
+    async def remix(self, video_id: str, fields: dict[str, Any],
+                    idempotency_key: str | None) -> Job:
+        prompt = parse_prompt(fields, self.settings)
+        source = await self._owned(video_id)
+        if source.status != "completed" or source.upstream is None or not source.upstream_id:
+            raise InvalidRequest("Only a completed video can be remixed.", param="video_id")
+        self._authorize(source.model)
+        price = self._price(source.model, source.size, source.seconds)
+        job = self._new_job(source.model, source.size, source.seconds, prompt, price,
+                            idempotency_key=idempotency_key, kind="remix",
+                            remixed_from=source.id)
+        upstream, upstream_id = source.upstream, source.upstream_id
+
+        def remix(adapter: Adapter, placement: Placement) -> Awaitable[UpstreamJob]:
+            return adapter.remix(upstream_id, prompt, placement.key)
+
+        def submit() -> Awaitable[tuple[Placement, UpstreamJob]]:
+            return self.ctx.pool.at(upstream, source.upstream_key_index, remix)
+
+        return await self._start(job, submit)
+
+    def _authorize(self, model: str) -> None:
+        group = self.settings.groups.get(self.token.group)
+        if group is None:
+            raise PermissionDenied(f"The token's group '{self.token.group}' is not offered.")
+        if self.token.billing_mode not in group.billing_modes:
+            raise PermissionDenied(
+                f"Group '{self.token.group}' does not support {self.token.billing_mode} billing.",
+                code="billing_mode_not_allowed",
+            )
+        allowed = (self.token.models or None, group.models)
+        if any(models is not None and model not in models for models in allowed):
+            raise PermissionDenied(f"This token may not use model '{model}'.", param="model")
+
+    def _price(self, model: str, size: str, seconds: int) -> int:
+        return price_micros(self.settings, group=self.token.group,
+                            billing_mode=self.token.billing_mode, model=model, size=size,
+                            seconds=seconds)
+
+    def _new_job(self, model: str, size: str, seconds: int, prompt: str, price: int, *,
+                 idempotency_key: str | None, kind: str = "create",
+                 remixed_from: str | None = None) -> Job:
+        at = now()
+        return Job(
+            id=new_id("video"), token_id=self.token.id, group=self.token.group,
+            billing_mode=self.token.billing_mode, kind=kind, model=model, size=size,
+            seconds=seconds, prompt=prompt, remixed_from_video_id=remixed_from,
+            price_micros=price, status="submitting", progress=0,
+            idempotency_key=idempotency_key, created_at=at, updated_at=at, polled_at=at,
+        )
+
+    async def _start(self, job: Job, submit: Submit) -> Job:
+        """Hold the money and persist the job, then (outside any transaction) submit it."""
+        if job.idempotency_key and (earlier := await self._repeat(job.idempotency_key)):
+            return earlier
+        self.ctx.limiter.check(self.token.id, self.token.rpm)
+        try:
+            async with self.ctx.sessions() as session, session.begin():
+                await ledger.hold(session, self.token.id, job.id, job.price_micros)
+                JobRepository(session).add(job)
+        except IntegrityError:
+            # A concurrent request with the same Idempotency-Key won the race.
+            earlier = await self._repeat(job.idempotency_key or "")
+            if earlier is None:
+                raise
+            return earlier
+        try:
+            placement, result = await submit()
+        except GatewayError as exc:
+            await self._abandon(job, exc)
+            raise
+        return await self._placed(job, placement, result)
+
+    async def _repeat(self, key: str) -> Job | None:
+        async with self.ctx.sessions() as session, session.begin():
+            repo = JobRepository(session)
+            earlier = await repo.by_idempotency_key(self.token.id, key)
+            if earlier is None:
+                return None
+            if now() - earlier.created_at > IDEMPOTENCY_WINDOW_S:
+                await repo.forget_idempotency_key(earlier.id)
+                return None
+            return earlier
+
+    async def _abandon(self, job: Job, exc: GatewayError) -> None:
+        """The upstream never took the job: release the hold and keep the job out of sight."""
+        at = now()
+        async with self.ctx.sessions() as session, session.begin():
+            await JobRepository(session).update(
+                job.id, Job.status == "submitting", status="failed", error_code=exc.code,
+                error_message=exc.message, completed_at=at, updated_at=at, deleted_at=at,
+            )
+            await ledger.settle(session, job, "release", note=exc.code)
+
+    async def _placed(self, job: Job, placement: Placement, result: UpstreamJob) -> Job:
+        at = now()
+        values: dict[str, Any] = {
+            "upstream": placement.upstream.name, "upstream_key_index": placement.key_index,
+            "upstream_id": result.id,
+            "upstream_model": placement.upstream.upstream_model(job.model),
+            "status": result.status if result.status in UNFINISHED else "in_progress",
+            "progress": result.progress, "updated_at": at,
+        }
+        async with self.ctx.sessions() as session, session.begin():
+            repo = JobRepository(session)
+            recorded = await repo.update(job.id, Job.status == "submitting", **values)
+            fresh = await repo.get(job.id)
+        assert fresh is not None
+        if not recorded:
+            # Deleted or expired while the create was in flight: don't leave it running.
+            await self.ctx.tracker.cancel_upstream(fresh)
+        elif result.status not in UNFINISHED:
+            await self.ctx.tracker.apply(fresh, result)
+        return fresh
+
+    # -- reading -----------------------------------------------------------------------------
+    async def _owned(self, video_id: str) -> Job:
+        async with self.ctx.sessions() as session:
+            job = await JobRepository(session).get_owned(video_id, self.token.id)
+        if job is None:
+            raise NotFound(f"No video found with id '{video_id}'.", param="video_id")
+        return job
+
+    async def retrieve(self, video_id: str) -> Job:
+        job = await self._owned(video_id)
+        if job.status in UNFINISHED and now() - job.polled_at >= self.settings.jobs.refresh_after_s:
+            await self.ctx.tracker.refresh(job.id)
+            job = await self._owned(video_id)
+        return job
+
+    async def completed(self, video_id: str) -> Job:
+        job = await self.retrieve(video_id)
+        if job.status != "completed":
+            raise VideoNotReady(f"Video '{video_id}' is {public_status(job.status)}; content "
+                                "is available once it has completed.")
+        return job
+
+    async def page(self, *, after: str | None, limit: int, order: str) -> tuple[list[Job], bool]:
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequest(f"'limit' must be between 1 and {MAX_PAGE}.", param="limit")
+        if order not in ("asc", "desc"):
+            raise InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
+        after_seq = (await self._owned(after)).seq if after else None
+        async with self.ctx.sessions() as session:
+            jobs = await JobRepository(session).page(self.token.id, after_seq=after_seq,
+                                                     limit=limit + 1,
+                                                     descending=order == "desc")
+        return list(jobs[:limit]), len(jobs) > limit
+
+    # -- delete ------------------------------------------------------------------------------
+    async def delete(self, video_id: str) -> None:
+        job = await self._owned(video_id)
+        ended = job.status in UNFINISHED and await self.ctx.tracker.end(job, DELETED, deleted=True)
+        if not ended:
+            async with self.ctx.sessions() as session, session.begin():
+                await JobRepository(session).update(job.id, Job.deleted_at.is_(None),
+                                                    deleted_at=now())
+        await self.ctx.tracker.cancel_upstream(job)
+
+
+def _submit_request(params: CreateParams) -> SubmitRequest:
+    return SubmitRequest(model=params.model, prompt=params.prompt, seconds=params.seconds,
+                         size=params.size, metadata=params.metadata, image=params.image,
+                         image_reference=params.image_reference)
+
