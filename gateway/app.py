@@ -19,11 +19,14 @@ from gateway.errors import install_error_handlers
 from gateway.health import router as health_router
 from gateway.jobs.reconciler import Reconciler
 from gateway.jobs.tracker import JobTracker
+from gateway.ledger.endpoints import router as reports_router
 from gateway.middleware import GatewayMiddleware
 from gateway.tokens.endpoints import router as tokens_router
 from gateway.tokens.limits import RateLimiter
+from gateway.tokens.me import router as me_router
 from gateway.tokens.repository import MetaRepository
 from gateway.upstreams.pool import UpstreamPool
+from gateway.videos.admin import router as admin_videos_router
 from gateway.videos.endpoints import router as videos_router
 
 HASH_KEY = "token_hash_key"
@@ -53,36 +56,44 @@ def _http_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=limits, follow_redirects=True)
 
 
+@asynccontextmanager
+async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
+    """Build a process's long-lived resources; used by the app's lifespan and by the CLI."""
+    engine = create_engine(settings.database_url)
+    sessions = create_sessionmaker(engine)
+    http = _http_client()
+    try:
+        pool = UpstreamPool(settings, http)
+        instance_id = "gw_" + secrets.token_hex(6)
+        yield AppContext(
+            settings=settings, engine=engine, sessions=sessions, http=http, pool=pool,
+            hash_key=await _hash_key(settings, sessions), instance_id=instance_id,
+            tracker=JobTracker(settings, sessions, pool, instance_id), limiter=RateLimiter(),
+        )
+    finally:
+        await http.aclose()
+        await engine.dispose()
+
+
 def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        sessions = create_sessionmaker(engine)
-        http = _http_client()
-        pool = UpstreamPool(settings, http)
-        instance_id = "gw_" + secrets.token_hex(6)
-        tracker = JobTracker(settings, sessions, pool, instance_id)
-        app.state.ctx = AppContext(
-            settings=settings, engine=engine, sessions=sessions, http=http, pool=pool,
-            hash_key=await _hash_key(settings, sessions), instance_id=instance_id,
-            tracker=tracker, limiter=RateLimiter(),
-        )
-        reconciler = Reconciler(tracker)
-        app.state.reconciler = reconciler
-        if run_reconciler:
-            reconciler.start()
-        try:
-            yield
-        finally:
-            await reconciler.stop()
-            await http.aclose()
-            await engine.dispose()
+        async with open_context(settings) as ctx:
+            app.state.ctx = ctx
+            reconciler = Reconciler(ctx.tracker)
+            app.state.reconciler = reconciler
+            if run_reconciler:
+                reconciler.start()
+            try:
+                yield
+            finally:
+                await reconciler.stop()
 
     app = FastAPI(title="Video Gateway", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     install_error_handlers(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_upload_bytes)
-    app.include_router(videos_router)
-    app.include_router(tokens_router)
+    for router in (videos_router, me_router, tokens_router, admin_videos_router, reports_router):
+        app.include_router(router)
     app.include_router(health_router)
     return app

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import GatewayError, RequestTooLarge
+from gateway.metrics import REQUEST_SECONDS, REQUESTS
 
 log = logging.getLogger("gateway.http")
 
@@ -36,14 +38,17 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = "req_" + secrets.token_hex(12)
+        started_at = time.perf_counter()
+        status = 500
         request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
@@ -73,6 +78,11 @@ class GatewayMiddleware:
                 exc = GatewayError(f"The gateway hit an internal error; request id {request_id}.",
                                    code="internal_error")
             await _render(exc, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            REQUESTS.labels(scope["method"], path, str(status)).inc()
+            REQUEST_SECONDS.labels(path).observe(time.perf_counter() - started_at)
 
     def _too_large(self) -> str:
         return f"The request is larger than the {self.max_body_bytes // (1024 * 1024)} MB limit."

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.config import Settings
 from gateway.db import now
 from gateway.ledger import service as ledger
+from gateway.metrics import POLL_FAILURES
 from gateway.upstreams.base import UpstreamError, UpstreamJob
 from gateway.upstreams.pool import UpstreamPool
 from gateway.videos.models import UNFINISHED, Job
@@ -94,6 +95,7 @@ class JobTracker:
             # A failed poll says nothing about the job: keep it running and its money held.
             log.warning("poll failed", extra={"job_id": job.id, "upstream": job.upstream,
                                               "reason": str(exc)})
+            POLL_FAILURES.labels(job.upstream).inc()
             await self._release(job)
             return
         await self.apply(job, result)

@@ -11,6 +11,7 @@ from gateway.db import now
 from gateway.errors import InsufficientQuota, RateLimited
 from gateway.ledger.models import LedgerEntry
 from gateway.ledger.repository import LedgerRepository
+from gateway.metrics import HOLDS, record_settlement
 from gateway.tokens.models import Token
 from gateway.videos.models import Job
 
@@ -33,6 +34,7 @@ async def hold(session: AsyncSession, token_id: str, job_id: str, amount: int) -
         raise InsufficientQuota(
             "Your balance is too low for this request. Top up the token and try again."
         )
+    HOLDS.inc()
     repo.append(LedgerEntry(token_id=token_id, job_id=job_id, kind="hold", amount_micros=amount,
                             created_at=now()))
 
@@ -44,6 +46,7 @@ async def settle(session: AsyncSession, job: Job, kind: str, note: str | None = 
     if not await repo.claim_settlement(job.id, kind):
         return False
     await repo.unhold(job.token_id, job.price_micros, back_to_balance=back_to_balance)
+    record_settlement(kind, job.price_micros)
     repo.append(LedgerEntry(token_id=job.token_id, job_id=job.id, kind=kind,
                             amount_micros=job.price_micros, settles_job_id=job.id, note=note,
                             created_at=now()))

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from gateway.metrics import upstream_timer
 from gateway.upstreams.base import (
     SubmitRequest,
     UpstreamAmbiguous,
@@ -58,9 +59,11 @@ class OpenAIAdapter:
         self.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
 
     # -- transport ---------------------------------------------------------------------------
-    async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+    async def _send(self, request: httpx.Request, operation: str, *,
+                    stream: bool = False) -> httpx.Response:
         try:
-            return await self.client.send(request, stream=stream)
+            async with upstream_timer(self.name, operation):
+                return await self.client.send(request, stream=stream)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise UpstreamUnavailable(f"cannot connect ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
@@ -85,8 +88,9 @@ class OpenAIAdapter:
         raise UpstreamRefused(status, sanitize(message, key, self.name, self.base_url),
                               code=code, param=param)
 
-    async def _json(self, request: httpx.Request, key: str, *, gone_on_404: bool) -> dict[str, Any]:
-        response = await self._send(request)
+    async def _json(self, request: httpx.Request, operation: str, key: str, *,
+                    gone_on_404: bool) -> dict[str, Any]:
+        response = await self._send(request, operation)
         self._check(response, key, gone_on_404=gone_on_404)
         try:
             data = response.json()
@@ -141,18 +145,19 @@ class OpenAIAdapter:
             if request.image_reference is not None:
                 fields["input_reference"] = request.image_reference
             built = self._build("POST", "/videos", key, json=fields)
-        return self.parse_job(await self._json(built, key, gone_on_404=False))
+        return self.parse_job(await self._json(built, "create", key, gone_on_404=False))
 
     async def retrieve(self, upstream_id: str, key: str) -> UpstreamJob:
         built = self._build("GET", f"/videos/{upstream_id}", key)
-        return self.parse_job(await self._json(built, key, gone_on_404=True))
+        return self.parse_job(await self._json(built, "retrieve", key, gone_on_404=True))
 
     async def remix(self, upstream_id: str, prompt: str, key: str) -> UpstreamJob:
         built = self._build("POST", f"/videos/{upstream_id}/remix", key, json={"prompt": prompt})
-        return self.parse_job(await self._json(built, key, gone_on_404=False))
+        return self.parse_job(await self._json(built, "remix", key, gone_on_404=False))
 
     async def delete(self, upstream_id: str, key: str) -> None:
-        response = await self._send(self._build("DELETE", f"/videos/{upstream_id}", key))
+        response = await self._send(self._build("DELETE", f"/videos/{upstream_id}", key),
+                                    "delete")
         if response.status_code != 404:
             self._check(response, key, gone_on_404=True)
 
@@ -169,7 +174,7 @@ class OpenAIAdapter:
             await response.aclose()
 
     async def _open(self, request: httpx.Request, key: str) -> httpx.Response:
-        response = await self._send(request, stream=True)
+        response = await self._send(request, "content", stream=True)
         if response.status_code >= 400 and response.status_code != 416:
             await response.aclose()
             try:

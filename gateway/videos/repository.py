@@ -90,3 +90,20 @@ class JobRepository:
                                    Job.lease_until == until))
         )
         return result.scalars().all()
+
+
+async def admin_page(session: AsyncSession, *, token_id: str | None, statuses: Sequence[str],
+                     after_seq: int | None, limit: int) -> Sequence[Job]:
+    query = select(Job)
+    if token_id:
+        query = query.where(Job.token_id == token_id)
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    if after_seq is not None:
+        query = query.where(Job.seq < after_seq)
+    return (await session.execute(query.order_by(Job.seq.desc()).limit(limit))).scalars().all()
+
+
+async def seq_of(session: AsyncSession, job_id: str) -> int | None:
+    result = await session.execute(select(Job.seq).where(Job.id == job_id))
+    return result.scalar_one_or_none()

@@ -1,0 +1,192 @@
+"""Usage reports and the money reconciliation, computed from the ledger and the jobs."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.db import now
+from gateway.errors import InvalidRequest
+from gateway.ledger.models import LedgerEntry
+from gateway.ledger.pricing import micros_to_usd
+from gateway.tokens.models import Token
+from gateway.videos.models import UNFINISHED, Job
+
+GroupBy = Literal["token", "group", "model", "upstream", "day"]
+GROUP_BY: tuple[GroupBy, ...] = ("token", "group", "model", "upstream", "day")
+USAGE_COLUMNS = ("jobs", "completed", "failed", "seconds", "charged_usd", "refunded_usd")
+
+
+def parse_time(value: str | None, param: str) -> float | None:
+    """Accept epoch seconds, an ISO date or an ISO datetime (UTC unless it says otherwise)."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequest(f"'{param}' must be a date, datetime or epoch seconds.",
+                             param=param) from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def day_of(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d")
+
+
+@dataclass
+class UsageRow:
+    key: str
+    name: str | None = None
+    jobs: int = 0
+    completed: int = 0
+    failed: int = 0
+    seconds: int = 0
+    charged_micros: int = 0
+    refunded_micros: int = 0
+
+    def public(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["charged_usd"] = micros_to_usd(row.pop("charged_micros"))
+        row["refunded_usd"] = micros_to_usd(row.pop("refunded_micros"))
+        return row
+
+
+@dataclass
+class Usage:
+    group_by: str
+    rows: list[UsageRow] = field(default_factory=list)
+
+    def total(self) -> UsageRow:
+        total = UsageRow(key="total")
+        for row in self.rows:
+            for name in ("jobs", "completed", "failed", "seconds", "charged_micros",
+                         "refunded_micros"):
+                setattr(total, name, getattr(total, name) + getattr(row, name))
+        return total
+
+    def as_json(self) -> dict[str, Any]:
+        return {"object": "usage", "group_by": self.group_by,
+                "data": [row.public() for row in self.rows], "total": self.total().public()}
+
+    def as_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow([self.group_by, "name", *USAGE_COLUMNS])
+        for row in self.rows:
+            data = row.public()
+            writer.writerow([row.key, row.name or "", *(data[c] for c in USAGE_COLUMNS)])
+        return out.getvalue()
+
+
+def _key(job: Any, group_by: GroupBy) -> str:
+    if group_by == "day":
+        return day_of(job.created_at)
+    if group_by == "token":
+        return str(job.token_id)
+    return str(getattr(job, group_by) or "-")
+
+
+async def usage(session: AsyncSession, *, group_by: GroupBy, since: float | None,
+                until: float | None, token_id: str | None = None) -> Usage:
+    """Jobs the upstreams accepted, grouped; money from the ledger's settlement entries."""
+    if group_by not in GROUP_BY:
+        raise InvalidRequest(f"'group_by' must be one of {', '.join(GROUP_BY)}.",
+                             param="group_by")
+    query = (
+        select(Job.token_id, Job.group, Job.model, Job.upstream, Job.created_at, Job.status,
+               Job.seconds, LedgerEntry.kind, LedgerEntry.amount_micros, Token.name)
+        .join(Token, Token.id == Job.token_id)
+        .outerjoin(LedgerEntry, LedgerEntry.settles_job_id == Job.id)
+        .where(Job.upstream_id.is_not(None))
+    )
+    if since is not None:
+        query = query.where(Job.created_at >= since)
+    if until is not None:
+        query = query.where(Job.created_at < until)
+    if token_id is not None:
+        query = query.where(Job.token_id == token_id)
+    rows: dict[str, UsageRow] = {}
+    for job in (await session.execute(query)).all():
+        key = _key(job, group_by)
+        row = rows.setdefault(key, UsageRow(key=key,
+                                            name=job.name if group_by == "token" else None))
+        _count(row, job)
+    return Usage(group_by=group_by, rows=sorted(rows.values(), key=lambda r: r.key))
+
+
+def _count(row: UsageRow, job: Any) -> None:
+    row.jobs += 1
+    if job.status == "completed":
+        row.completed += 1
+        row.seconds += job.seconds
+    elif job.status == "failed":
+        row.failed += 1
+    if job.kind == "capture":
+        row.charged_micros += job.amount_micros
+    elif job.kind in ("refund", "release"):
+        row.refunded_micros += job.amount_micros
+
+
+MONEY_FIELDS = ("topups", "balance", "held", "charged", "refunded")
+
+
+async def reconcile(session: AsyncSession, *, max_age_s: float) -> dict[str, Any]:
+    """Prove, per token and in total, that top-ups = balance + held + charged."""
+    sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    totals_query = select(LedgerEntry.token_id, LedgerEntry.kind,
+                          func.sum(LedgerEntry.amount_micros)).group_by(
+        LedgerEntry.token_id, LedgerEntry.kind)
+    for token_id, kind, amount in (await session.execute(totals_query)).all():
+        sums[token_id][kind] = int(amount or 0)
+    tokens = (await session.execute(select(Token).order_by(Token.id))).scalars().all()
+    balances = [_token_balance(token, sums[token.id]) for token in tokens]
+    stale = await _stale_holds(session, now() - max_age_s)
+    total = {name: sum(int(row[name]) for row in balances) for name in MONEY_FIELDS}
+    return {
+        "object": "reconciliation",
+        "ok": all(row["ok"] for row in balances) and not stale,
+        "total": _usd(total),
+        "tokens": [_usd(row) for row in balances],
+        "stale_holds": stale,
+    }
+
+
+def _usd(row: dict[str, Any]) -> dict[str, Any]:
+    return {f"{k}_usd" if k in MONEY_FIELDS else k: micros_to_usd(v) if k in MONEY_FIELDS else v
+            for k, v in row.items()}
+
+
+def _token_balance(token: Token, kinds: dict[str, int]) -> dict[str, Any]:
+    topups, charged = kinds.get("topup", 0), kinds.get("capture", 0)
+    refunded = kinds.get("refund", 0) + kinds.get("release", 0)
+    balanced = topups == token.balance_micros + token.held_micros + charged
+    holds_settled = kinds.get("hold", 0) == charged + refunded + token.held_micros
+    return {
+        "token_id": token.id, "name": token.name, "topups": topups,
+        "balance": token.balance_micros, "held": token.held_micros, "charged": charged,
+        "refunded": refunded, "ok": balanced and holds_settled,
+    }
+
+
+async def _stale_holds(session: AsyncSession, before: float) -> list[dict[str, Any]]:
+    result = await session.execute(
+        select(Job.id, Job.token_id, Job.price_micros, Job.created_at, Job.status)
+        .where(Job.status.in_(UNFINISHED), Job.created_at < before, Job.settlement.is_(None))
+        .order_by(Job.created_at).limit(1000)
+    )
+    return [{"video_id": row.id, "token_id": row.token_id,
+             "held_usd": micros_to_usd(row.price_micros), "created_at": int(row.created_at),
+             "status": row.status} for row in result.all()]

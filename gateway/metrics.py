@@ -1,0 +1,55 @@
+"""Prometheus metrics: requests, upstream latency, jobs, money, reconciler lag."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+
+from gateway.ledger.pricing import MICROS_PER_USD
+
+REGISTRY = CollectorRegistry()
+
+REQUESTS = Counter("gateway_requests_total", "HTTP requests answered.",
+                   ["method", "route", "status"], registry=REGISTRY)
+REQUEST_SECONDS = Histogram("gateway_request_duration_seconds", "Time to answer a request.",
+                            ["route"], registry=REGISTRY)
+UPSTREAM_SECONDS = Histogram(
+    "gateway_upstream_request_duration_seconds", "Time an upstream took to answer.",
+    ["upstream", "operation", "outcome"], registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SETTLEMENTS = Counter("gateway_settlements_total", "Holds settled, by kind.", ["kind"],
+                      registry=REGISTRY)
+SETTLED_USD = Counter("gateway_settled_usd_total", "USD settled, by kind.", ["kind"],
+                      registry=REGISTRY)
+HOLDS = Counter("gateway_holds_total", "Holds placed at create.", registry=REGISTRY)
+JOBS = Gauge("gateway_jobs", "Jobs in the database, by status.", ["status"], registry=REGISTRY)
+HELD_USD = Gauge("gateway_money_held_usd", "USD held for unfinished jobs.", registry=REGISTRY)
+RECONCILER_LAG = Gauge("gateway_reconciler_lag_seconds",
+                       "Seconds since the reconciler last finished a cycle.", registry=REGISTRY)
+POLL_FAILURES = Counter("gateway_poll_failures_total", "Upstream polls that failed.",
+                        ["upstream"], registry=REGISTRY)
+
+@asynccontextmanager
+async def upstream_timer(upstream: str, operation: str) -> AsyncIterator[None]:
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    finally:
+        UPSTREAM_SECONDS.labels(upstream, operation, outcome).observe(
+            time.perf_counter() - started)
+
+
+def record_settlement(kind: str, micros: int) -> None:
+    SETTLEMENTS.labels(kind).inc()
+    SETTLED_USD.labels(kind).inc(micros / MICROS_PER_USD)
