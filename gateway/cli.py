@@ -1,4 +1,4 @@
-"""Command line: serve, migrate, simulate."""
+"""Command line: serve, migrate, simulate, and the operator commands."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
+from gateway.cli_admin import jobs_app, tokens_app, usage
 from gateway.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="Video Gateway: OpenAI-compatible video generation gateway.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 ConfigOption = Annotated[
     Path | None,
@@ -99,6 +100,11 @@ def simulate(
         typer.secho("error: --flavor must be openai or compat", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     run_simulator(host=host, port=port, flavor=flavor, duration_s=duration)
+
+
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(jobs_app, name="jobs")
+app.command("usage")(usage)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,274 @@
+"""Operator commands on the same config and database as `serve`: tokens, usage, jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from gateway.config import ConfigError, Settings, load_settings
+from gateway.context import AppContext
+from gateway.db import create_engine
+from gateway.errors import GatewayError
+from gateway.ledger import reports
+from gateway.ledger.pricing import micros_to_usd
+from gateway.tokens.schemas import TokenCreate, TokenOut, TokenUpdate, TopUp
+from gateway.tokens.service import TokenService
+from gateway.videos.admin import AdminVideo
+from gateway.videos.repository import JobRepository, admin_page
+
+T = TypeVar("T")
+# Ids must print whole even when the output is piped (rich assumes 80 columns then).
+console = Console(width=None if Console().is_terminal else 200)
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config (default: ./config.yaml if present)."),
+]
+FormatOption = Annotated[str, typer.Option("--format", help="table, json or csv.")]
+
+tokens_app = typer.Typer(help="Issue and manage gateway tokens.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Inspect video jobs.", no_args_is_help=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def load(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+
+
+def run(config: Path | None, action: Callable[[AppContext], Awaitable[T]]) -> T:
+    """Run one action against the database, refusing a database that is not migrated."""
+    from gateway.app import open_context
+    from gateway.migrate import current_revision, head_revision
+
+    settings = load(config)
+
+    async def check_schema() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            revision = await current_revision(engine)
+        except Exception as exc:
+            raise fail(f"cannot open the database: {type(exc).__name__}: {exc}") from None
+        finally:
+            await engine.dispose()
+        if revision != head_revision():
+            raise fail("the database is not migrated; run `gateway migrate` first")
+
+    async def main() -> T:
+        await check_schema()
+        async with open_context(settings) as ctx:
+            return await action(ctx)
+
+    try:
+        return asyncio.run(main())
+    except GatewayError as exc:
+        raise fail(exc.message) from None
+
+
+def _money(value: str, param: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise fail(f"{param} must be a decimal amount of USD, e.g. 12.50") from None
+    return amount
+
+
+def _validated(model: type[Any], **values: Any) -> Any:
+    try:
+        return model(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise fail(problems) from None
+
+
+def _token_table(tokens: list[TokenOut]) -> Table:
+    table = Table("id", "name", "group", "billing", "balance", "held", "jobs", "state")
+    for token in tokens:
+        state = "revoked" if token.revoked else ("disabled" if token.disabled else "active")
+        table.add_row(token.id, token.name, token.group, token.billing_mode, token.balance_usd,
+                      token.held_usd, str(token.active_jobs), state)
+    return table
+
+
+def _emit(rows: list[dict[str, Any]], table: Table, fmt: str) -> None:
+    if fmt == "json":
+        console.print_json(json.dumps(rows))
+    elif fmt == "table":
+        console.print(table)
+    else:
+        raise fail("--format must be table or json")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Option(help="A label for the customer.")],
+    group: Annotated[str, typer.Option(help="Group (class of service).")],
+    billing_mode: Annotated[str, typer.Option(help="per_second or per_call.")] = "per_second",
+    balance: Annotated[str, typer.Option(help="Opening balance in USD.")] = "0",
+    model: Annotated[list[str] | None, typer.Option(help="Allowed model (repeat).")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Creates per minute.")] = None,
+    max_jobs: Annotated[int | None, typer.Option(help="Unfinished jobs at once.")] = None,
+    expires_at: Annotated[str | None, typer.Option(help="ISO date or epoch.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Issue a token; its secret is printed once, here, and never again."""
+    spec = _validated(TokenCreate, name=name, group=group, billing_mode=billing_mode,
+                      balance_usd=_money(balance, "--balance"), models=model or [], rpm=rpm,
+                      max_concurrent_jobs=max_jobs, expires_at=expires_at)
+    token, plaintext = run(config, lambda ctx: TokenService(ctx).create(spec))
+    console.print(_token_table([TokenOut.of(token)]))
+    console.print(f"token: [bold]{plaintext}[/bold]  (shown once; store it now)",
+                  highlight=False)
+
+
+@tokens_app.command("list")
+def tokens_list(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
+    """List tokens with their balances."""
+    tokens = [TokenOut.of(t) for t in run(config, lambda ctx: TokenService(ctx).list())]
+    _emit([t.model_dump() for t in tokens], _token_table(tokens), fmt)
+
+
+@tokens_app.command("show")
+def tokens_show(token_id: str, config: ConfigOption = None, fmt: FormatOption = "table") -> None:
+    """Show one token."""
+    token = TokenOut.of(run(config, lambda ctx: TokenService(ctx).get(token_id)))
+    _emit([token.model_dump()], _token_table([token]), fmt)
+
+
+@tokens_app.command("update")
+def tokens_update(
+    token_id: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    group: Annotated[str | None, typer.Option()] = None,
+    billing_mode: Annotated[str | None, typer.Option()] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Allowed model (repeat).")] = None,
+    rpm: Annotated[int | None, typer.Option()] = None,
+    max_jobs: Annotated[int | None, typer.Option()] = None,
+    disabled: Annotated[bool | None, typer.Option("--disabled/--enabled")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Change a token's settings."""
+    change = _validated(TokenUpdate, name=name, group=group, billing_mode=billing_mode,
+                        models=model, rpm=rpm, max_concurrent_jobs=max_jobs, disabled=disabled)
+    token = run(config, lambda ctx: TokenService(ctx).update(token_id, change))
+    console.print(_token_table([TokenOut.of(token)]))
+
+
+@tokens_app.command("topup")
+def tokens_topup(
+    token_id: str,
+    amount: Annotated[str, typer.Argument(help="USD to add, e.g. 25.00")],
+    note: Annotated[str | None, typer.Option()] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add money to a token's balance."""
+    spec = _validated(TopUp, amount_usd=_money(amount, "amount"), note=note)
+    token = run(config, lambda ctx: TokenService(ctx).topup(token_id, spec))
+    console.print(_token_table([TokenOut.of(token)]))
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str, config: ConfigOption = None) -> None:
+    """Revoke a token: it stops working at once."""
+    token = run(config, lambda ctx: TokenService(ctx).revoke(token_id))
+    console.print(_token_table([TokenOut.of(token)]))
+
+
+def usage(
+    config: ConfigOption = None,
+    group_by: Annotated[str, typer.Option(help="token, group, model, upstream or day.")] = "token",
+    since: Annotated[str | None, typer.Option("--from", help="ISO date or epoch.")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="ISO date or epoch.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Usage and money per token, group, model, upstream or day."""
+    if group_by not in reports.GROUP_BY:
+        raise fail(f"--group-by must be one of {', '.join(reports.GROUP_BY)}")
+
+    async def action(ctx: AppContext) -> reports.Usage:
+        async with ctx.sessions() as session:
+            return await reports.usage(
+                session, group_by=group_by,  # type: ignore[arg-type]
+                since=reports.parse_time(since, "from"), until=reports.parse_time(until, "to"))
+
+    result = run(config, action)
+    if fmt == "csv":
+        typer.echo(result.as_csv(), nl=False)
+        return
+    if fmt == "json":
+        console.print_json(json.dumps(result.as_json()))
+        return
+    table = Table(group_by, "jobs", "completed", "failed", "seconds", "charged", "refunded")
+    for row in [*result.rows, result.total()]:
+        data = row.public()
+        label = f"{row.key} ({row.name})" if row.name else row.key
+        table.add_row(label, *(str(data[c]) for c in reports.USAGE_COLUMNS))
+    console.print(table)
+
+
+def _job_table(jobs: list[AdminVideo]) -> Table:
+    table = Table("id", "token", "status", "model", "upstream", "age", "price", "settled")
+    for job in jobs:
+        table.add_row(job.id, job.token_id, job.status, job.model, job.upstream or "-",
+                      f"{job.age_s}s", job.price_usd, job.settlement or "held")
+    return table
+
+
+@jobs_app.command("list")
+def jobs_list(
+    config: ConfigOption = None,
+    status: Annotated[str | None, typer.Option(help="Stored status filter.")] = None,
+    token_id: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    fmt: FormatOption = "table",
+) -> None:
+    """Recent jobs with their upstream, age and money."""
+    from gateway.db import now
+
+    async def action(ctx: AppContext) -> list[AdminVideo]:
+        async with ctx.sessions() as session:
+            jobs = await admin_page(session, token_id=token_id,
+                                    statuses=[status] if status else [], after_seq=None,
+                                    limit=limit)
+        return [AdminVideo.of_job(job, now()) for job in jobs]
+
+    jobs = run(config, action)
+    _emit([j.model_dump() for j in jobs], _job_table(jobs), fmt)
+
+
+@jobs_app.command("show")
+def jobs_show(video_id: str, config: ConfigOption = None) -> None:
+    """One job in full, with its ledger entries."""
+    from gateway.db import now
+    from gateway.ledger.repository import LedgerRepository
+
+    async def action(ctx: AppContext) -> tuple[AdminVideo, list[Any]]:
+        async with ctx.sessions() as session:
+            job = await JobRepository(session).get(video_id)
+            if job is None:
+                raise fail(f"no job with id {video_id!r}")
+            entries = await LedgerRepository(session).entries(job.token_id, after=None,
+                                                               limit=100_000)
+        return AdminVideo.of_job(job, now()), [e for e in entries if e.job_id == video_id]
+
+    job, entries = run(config, action)
+    console.print(_job_table([job]))
+    for entry in entries:
+        console.print(f"  {entry.kind:8} {micros_to_usd(entry.amount_micros)} USD  "
+                      f"{entry.note or ''}", highlight=False)
