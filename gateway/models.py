@@ -3,6 +3,6 @@
 from gateway.db import Base
 from gateway.ledger.models import LedgerEntry
 from gateway.tokens.models import Meta, Token
-from gateway.videos.models import Job
+from gateway.videos.models import Job, VideoCharacter
 
-__all__ = ["Base", "Job", "LedgerEntry", "Meta", "Token"]
+__all__ = ["Base", "Job", "LedgerEntry", "Meta", "Token", "VideoCharacter"]

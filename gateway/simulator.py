@@ -231,6 +231,26 @@ async def _read_create_body(request: Request) -> dict[str, Any]:
     return body
 
 
+async def _read_derive_body(request: Request) -> tuple[dict[str, Any], int | None]:
+    """Fields of an edit/extension request and the size of an uploaded source video."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form() as form:
+            fields: dict[str, Any] = {}
+            upload_bytes = None
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    upload_bytes = len(await value.read())
+                elif key.startswith("video["):
+                    fields.setdefault("video", {})[key[6:-1]] = value
+                else:
+                    fields[key] = value
+            return fields, upload_bytes
+    payload = await request.json()
+    if not isinstance(payload, dict):
+        raise ValueError("body must be a JSON object")
+    return payload, None
+
+
 class _Simulator:
     def __init__(
         self, flavor: str, duration_s: float, api_keys: list[str] | None, content_size: int
@@ -249,6 +269,8 @@ class _Simulator:
         self.max_in_flight: defaultdict[str, int] = defaultdict(int)
         self.content_requests = 0
         self.remixes: list[dict[str, str]] = []
+        self.derived: list[dict[str, Any]] = []
+        self.characters: dict[str, dict[str, Any]] = {}
         self.deletes: list[str] = []
         self.fault_status: int | None = None
         self.fault_count = 0
@@ -403,6 +425,53 @@ class _Simulator:
         self.remixes.append({"new_id": job.id, "source_id": source.id})
         return JSONResponse(self.render(job, request))
 
+    async def derive(self, request: Request) -> Response:
+        """Edits and extensions: a new job from a completed video (by id) or an upload."""
+        kind = "extension" if request.url.path.endswith("/extensions") else "edit"
+        try:
+            fields, upload_bytes = await _read_derive_body(request)
+        except (ValueError, MultiPartException):
+            return _error(400, "The request body could not be parsed.", None)
+        source: Job | None = None
+        reference = fields.get("video")
+        if upload_bytes is None:
+            source_id = reference.get("id") if isinstance(reference, dict) else None
+            source = self.live_job(str(source_id))
+            if source is None or source.phase(time.time())[0] != "completed":
+                message = f"Video '{source_id}' does not exist or is not completed."
+                return _error(400, message, "invalid_video", param="video")
+        prompt = _text(fields.get("prompt"), "")
+        directives = _directives(prompt)
+        if (refusal := await self.admission(prompt, directives)) is not None:
+            return refusal
+        model = source.model if source else _text(fields.get("model"), "sora-2")
+        size = source.size if source else _text(fields.get("size"), "720x1280")
+        seconds = _text(fields.get("seconds"), source.seconds if source else "4")
+        body = {"prompt": prompt, "model": model, "size": size, "seconds": seconds}
+        job = self.new_job(request, body, directives)
+        self.derived.append({"kind": kind, "new_id": job.id,
+                             "source_id": source.id if source else None,
+                             "upload_bytes": upload_bytes or 0, "seconds": seconds})
+        return JSONResponse(self.render(job, request))
+
+    async def create_character(self, request: Request) -> Response:
+        async with request.form() as form:
+            name, upload = form.get("name"), form.get("video")
+            if not isinstance(name, str) or not isinstance(upload, UploadFile):
+                return _error(400, "'name' and a 'video' file are required.", None)
+            size = len(await upload.read())
+        character = {"id": f"char_{uuid.uuid4().hex}", "name": name,
+                     "created_at": int(time.time())}
+        self.characters[character["id"]] = {**character, "video_bytes": size,
+                                            "key": request.state.api_key}
+        return JSONResponse(character)
+
+    async def get_character(self, request: Request) -> Response:
+        character = self.characters.get(request.path_params["character_id"])
+        if character is None:
+            return _not_found(request.path_params["character_id"])
+        return JSONResponse({k: character[k] for k in ("id", "name", "created_at")})
+
     async def delete(self, request: Request) -> Response:
         job_id = request.path_params["video_id"]
         job = self.live_job(job_id)
@@ -422,7 +491,8 @@ class _Simulator:
         jobs = {job.id: job.summary(time.time()) for job in self.jobs.values()}
         counters = {"creates": self.creates, "content_requests": self.content_requests}
         retrieves = {"retrieves": self.retrieves, "max_concurrent_retrieves": self.max_in_flight}
-        lists = {"remixes": self.remixes, "deletes": self.deletes}
+        lists = {"remixes": self.remixes, "deletes": self.deletes, "derived": self.derived,
+                 "characters": self.characters}
         return JSONResponse({**counters, **retrieves, **lists, "jobs": jobs})
 
     async def reset(self, request: Request) -> Response:
@@ -451,6 +521,11 @@ class _Simulator:
         routes = [
             Route("/v1/videos", self.authed(self.create), methods=["POST"]),
             Route("/v1/videos", self.authed(self.list_jobs), methods=["GET"]),
+            Route("/v1/videos/edits", self.authed(self.derive), methods=["POST"]),
+            Route("/v1/videos/extensions", self.authed(self.derive), methods=["POST"]),
+            Route("/v1/videos/characters", self.authed(self.create_character), methods=["POST"]),
+            Route("/v1/videos/characters/{character_id}", self.authed(self.get_character),
+                  methods=["GET"]),
             Route("/v1/videos/{video_id}", self.authed(self.retrieve), methods=["GET"]),
             Route("/v1/videos/{video_id}", self.authed(self.delete), methods=["DELETE"]),
             Route("/v1/videos/{video_id}/remix", self.authed(self.remix), methods=["POST"]),

@@ -6,7 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import httpx
 
@@ -44,6 +44,39 @@ class ImageFile:
     data: bytes
     filename: str
     content_type: str
+
+
+@dataclass(frozen=True)
+class VideoUpload:
+    """A source video sent with an edit, extension or character; streamed, not buffered."""
+
+    file: BinaryIO
+    filename: str
+    content_type: str
+
+    def part(self) -> tuple[str, BinaryIO, str]:
+        self.file.seek(0)  # each failover attempt sends the whole file again
+        return self.filename, self.file, self.content_type
+
+
+@dataclass(frozen=True)
+class DeriveRequest:
+    """An edit or extension of an upstream video (by its upstream id) or of an upload."""
+
+    kind: str  # "edits" or "extensions"
+    prompt: str
+    seconds: int | None = None
+    source_id: str | None = None
+    upload: VideoUpload | None = None
+    model: str | None = None
+    size: str | None = None
+
+
+@dataclass(frozen=True)
+class Character:
+    id: str
+    name: str | None
+    created_at: int
 
 
 @dataclass(frozen=True)
@@ -96,6 +129,10 @@ class Adapter(Protocol):
     async def retrieve(self, upstream_id: str, key: str) -> UpstreamJob: ...
 
     async def remix(self, upstream_id: str, prompt: str, key: str) -> UpstreamJob: ...
+
+    async def derive(self, request: DeriveRequest, key: str) -> UpstreamJob: ...
+
+    async def create_character(self, name: str, upload: VideoUpload, key: str) -> Character: ...
 
     async def delete(self, upstream_id: str, key: str) -> None: ...
 

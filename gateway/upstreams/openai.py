@@ -11,6 +11,8 @@ import httpx
 
 from gateway.metrics import upstream_timer
 from gateway.upstreams.base import (
+    Character,
+    DeriveRequest,
     SubmitRequest,
     UpstreamAmbiguous,
     UpstreamError,
@@ -18,6 +20,7 @@ from gateway.upstreams.base import (
     UpstreamJob,
     UpstreamRefused,
     UpstreamUnavailable,
+    VideoUpload,
     normalize_status,
     sanitize,
 )
@@ -154,6 +157,28 @@ class OpenAIAdapter:
     async def remix(self, upstream_id: str, prompt: str, key: str) -> UpstreamJob:
         built = self._build("POST", f"/videos/{upstream_id}/remix", key, json={"prompt": prompt})
         return self.parse_job(await self._json(built, "remix", key, gone_on_404=False))
+
+    async def derive(self, request: DeriveRequest, key: str) -> UpstreamJob:
+        fields: dict[str, Any] = {"prompt": request.prompt}
+        for name in ("seconds", "model", "size"):
+            if getattr(request, name) is not None:
+                fields[name] = str(getattr(request, name))
+        path = f"/videos/{request.kind}"
+        if request.upload is not None:
+            built = self._build("POST", path, key, data=fields,
+                                files={"video": request.upload.part()})
+        else:
+            built = self._build("POST", path, key, json={**fields,
+                                                         "video": {"id": request.source_id}})
+        return self.parse_job(await self._json(built, request.kind, key, gone_on_404=False))
+
+    async def create_character(self, name: str, upload: VideoUpload, key: str) -> Character:
+        built = self._build("POST", "/videos/characters", key, data={"name": name},
+                            files={"video": upload.part()})
+        data = await self._json(built, "character", key, gone_on_404=False)
+        created = data.get("created_at")
+        return Character(id=str(data["id"]), name=data.get("name"),
+                         created_at=int(created) if isinstance(created, int | float) else 0)
 
     async def delete(self, upstream_id: str, key: str) -> None:
         response = await self._send(self._build("DELETE", f"/videos/{upstream_id}", key),

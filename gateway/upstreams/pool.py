@@ -7,6 +7,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 
@@ -15,7 +16,6 @@ from gateway.errors import NoUpstream, UpstreamFailed, UpstreamOutcomeUnknown, U
 from gateway.upstreams.base import (
     Adapter,
     UpstreamAmbiguous,
-    UpstreamJob,
     UpstreamRefused,
     UpstreamUnavailable,
 )
@@ -23,6 +23,8 @@ from gateway.upstreams.compat import CompatAdapter
 from gateway.upstreams.openai import OpenAIAdapter
 
 log = logging.getLogger("gateway.upstreams")
+
+T = TypeVar("T")
 
 ADAPTERS: dict[str, type[OpenAIAdapter]] = {"openai": OpenAIAdapter, "compat": CompatAdapter}
 
@@ -84,8 +86,8 @@ class UpstreamPool:
         return Placement(upstream, next(self._key_cycles[upstream.name]))
 
     async def submit(
-        self, group: str, model: str, call: Callable[[Adapter, Placement], Awaitable[UpstreamJob]],
-    ) -> tuple[Placement, UpstreamJob]:
+        self, group: str, model: str, call: Callable[[Adapter, Placement], Awaitable[T]],
+    ) -> tuple[Placement, T]:
         """Run ``call`` on eligible upstreams in order until one accepts the job."""
         candidates = self.ordered(group, model)
         if not candidates:
@@ -111,8 +113,8 @@ class UpstreamPool:
 
     async def at(
         self, name: str, key_index: int | None,
-        call: Callable[[Adapter, Placement], Awaitable[UpstreamJob]],
-    ) -> tuple[Placement, UpstreamJob]:
+        call: Callable[[Adapter, Placement], Awaitable[T]],
+    ) -> tuple[Placement, T]:
         """Run ``call`` on one given upstream (remix goes where its source lives)."""
         placement = self.placement(name, key_index)
         try:

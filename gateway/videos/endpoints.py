@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.responses import StreamingResponse
 
 from gateway.tokens.auth import Context, GatewayToken
+from gateway.videos.characters import CharacterOut, CharacterService
 from gateway.videos.content import stream_content
 from gateway.videos.inputs import read_body
 from gateway.videos.schemas import Video, VideoDeleted, VideoList
@@ -29,6 +30,35 @@ async def create_video(request: Request, response: Response, ctx: Context, token
     job = await VideoService(ctx, token).create(fields, idempotency_key)
     _paced(response, ctx)
     return Video.of(job)
+
+
+@router.post("/edits", response_model=Video)
+async def edit_video(request: Request, response: Response, ctx: Context, token: GatewayToken,
+                     idempotency_key: IdempotencyKey = None) -> Video:
+    fields = await read_body(request)
+    job = await VideoService(ctx, token).derive("edits", fields, idempotency_key)
+    _paced(response, ctx)
+    return Video.of(job)
+
+
+@router.post("/extensions", response_model=Video)
+async def extend_video(request: Request, response: Response, ctx: Context, token: GatewayToken,
+                       idempotency_key: IdempotencyKey = None) -> Video:
+    fields = await read_body(request)
+    job = await VideoService(ctx, token).derive("extensions", fields, idempotency_key)
+    _paced(response, ctx)
+    return Video.of(job)
+
+
+@router.post("/characters", response_model=CharacterOut)
+async def create_character(request: Request, ctx: Context, token: GatewayToken) -> CharacterOut:
+    fields = await read_body(request)
+    return CharacterOut.of(await CharacterService(ctx, token).create(fields))
+
+
+@router.get("/characters/{character_id}", response_model=CharacterOut)
+async def get_character(character_id: str, ctx: Context, token: GatewayToken) -> CharacterOut:
+    return CharacterOut.of(await CharacterService(ctx, token).get(character_id))
 
 
 @router.get("", response_model=VideoList)

@@ -16,7 +16,7 @@ from starlette.formparsers import MultiPartException
 
 from gateway.config import Settings
 from gateway.errors import InvalidRequest
-from gateway.upstreams.base import ImageFile
+from gateway.upstreams.base import ImageFile, VideoUpload
 
 DEFAULT_MODEL = "sora-2"
 DEFAULT_SECONDS = "4"
@@ -113,7 +113,7 @@ def parse_seconds(fields: dict[str, Any], settings: Settings, model: str,
     return int(raw)
 
 
-def _size(fields: dict[str, Any], settings: Settings, model: str) -> str:
+def parse_size(fields: dict[str, Any], settings: Settings, model: str) -> str:
     size = _text(fields, "size", DEFAULT_SIZE) or DEFAULT_SIZE
     offered = settings.sizes_for(model) or list(STANDARD_SIZES)
     if size not in offered:
@@ -201,7 +201,7 @@ async def _reference(fields: dict[str, Any], size: str) -> tuple[ImageFile | Non
 async def parse_create(fields: dict[str, Any], settings: Settings) -> CreateParams:
     prompt = _prompt(fields, settings)
     model = parse_model(fields, settings)
-    size = _size(fields, settings, model)
+    size = parse_size(fields, settings, model)
     seconds = parse_seconds(fields, settings, model)
     metadata = _metadata(fields)
     image, reference = await _reference(fields, size)
@@ -223,3 +223,16 @@ def video_reference(fields: dict[str, Any]) -> str:
     raise InvalidRequest(
         "'video' must reference one of your videos as {\"id\": \"video_...\"}.", param="video"
     )
+
+
+VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
+
+
+def video_upload(fields: dict[str, Any], name: str = "video") -> VideoUpload | None:
+    """An uploaded source video, streamed on to the upstream from the spooled upload."""
+    value = fields.get(name)
+    if not isinstance(value, UploadFile):
+        return None
+    content_type = (value.content_type or "").lower()
+    return VideoUpload(value.file, value.filename or "video.mp4",
+                       content_type if content_type in VIDEO_TYPES else "video/mp4")

@@ -53,3 +53,17 @@ class Job(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_until: Mapped[float | None] = mapped_column(Double, nullable=True)
 
+
+
+class VideoCharacter(Base):
+    """A character (cameo) created on an upstream, owned by one token."""
+
+    __tablename__ = "characters"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[str] = mapped_column(ForeignKey("tokens.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    upstream: Mapped[str] = mapped_column(String(100))
+    upstream_key_index: Mapped[int] = mapped_column(Integer)
+    upstream_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[float] = mapped_column(Double)

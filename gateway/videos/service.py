@@ -24,9 +24,18 @@ from gateway.ledger import service as ledger
 from gateway.ledger.pricing import price_micros
 from gateway.tokens.crypto import new_id
 from gateway.tokens.models import Token
-from gateway.upstreams.base import Adapter, SubmitRequest, UpstreamJob
+from gateway.upstreams.base import Adapter, DeriveRequest, SubmitRequest, UpstreamJob
 from gateway.upstreams.pool import Placement
-from gateway.videos.inputs import CreateParams, parse_create, parse_prompt
+from gateway.videos.inputs import (
+    CreateParams,
+    parse_create,
+    parse_model,
+    parse_prompt,
+    parse_seconds,
+    parse_size,
+    video_reference,
+    video_upload,
+)
 from gateway.videos.models import UNFINISHED, Job
 from gateway.videos.repository import JobRepository
 from gateway.videos.schemas import public_status
@@ -85,6 +94,47 @@ class VideoService:
 
         def submit() -> Awaitable[tuple[Placement, UpstreamJob]]:
             return self.ctx.pool.at(upstream, source.upstream_key_index, remix)
+
+        return await self._start(job, submit)
+
+    async def derive(self, kind: str, fields: dict[str, Any],
+                     idempotency_key: str | None) -> Job:
+        """An edit or extension of one of the caller's videos, or of an uploaded video.
+
+        An extension is billed by its own seconds; an edit of a stored video like the source.
+        """
+        prompt = parse_prompt(fields, self.settings)
+        upload = video_upload(fields)
+        source = None if upload else await self._owned(video_reference(fields), param="video")
+        if source is not None and (source.status != "completed" or not source.upstream_id):
+            raise InvalidRequest("Only a completed video can be edited or extended.",
+                                 param="video")
+        model = source.model if source else parse_model(fields, self.settings)
+        size = source.size if source else parse_size(fields, self.settings, model)
+        inherited = str(source.seconds) if source and kind == "edits" else None
+        seconds = parse_seconds(fields, self.settings, model,
+                                default=inherited or ("4" if kind == "edits" else None))
+        self._authorize(model)
+        price = self._price(model, size, seconds)
+        if source is None and not self.ctx.pool.serves(self.token.group, model):
+            raise NoUpstream(f"No upstream serves model '{model}' for this token.")
+        job = self._new_job(model, size, seconds, prompt, price, kind=kind.rstrip("s"),
+                            idempotency_key=idempotency_key)
+        request = DeriveRequest(kind=kind, prompt=prompt,
+                                seconds=seconds if kind == "extensions" else None,
+                                source_id=source.upstream_id if source else None,
+                                upload=upload, model=None if source else model,
+                                size=None if source else size)
+
+        def call(adapter: Adapter, placement: Placement) -> Awaitable[UpstreamJob]:
+            upstream_model = placement.upstream.upstream_model(model)
+            return adapter.derive(replace(request, model=request.model and upstream_model),
+                                  placement.key)
+
+        def submit() -> Awaitable[tuple[Placement, UpstreamJob]]:
+            if source is not None and source.upstream is not None:
+                return self.ctx.pool.at(source.upstream, source.upstream_key_index, call)
+            return self.ctx.pool.submit(self.token.group, model, call)
 
         return await self._start(job, submit)
 
@@ -183,11 +233,11 @@ class VideoService:
         return fresh
 
     # -- reading -----------------------------------------------------------------------------
-    async def _owned(self, video_id: str) -> Job:
+    async def _owned(self, video_id: str, *, param: str = "video_id") -> Job:
         async with self.ctx.sessions() as session:
             job = await JobRepository(session).get_owned(video_id, self.token.id)
         if job is None:
-            raise NotFound(f"No video found with id '{video_id}'.", param="video_id")
+            raise NotFound(f"No video found with id '{video_id}'.", param=param)
         return job
 
     async def retrieve(self, video_id: str) -> Job:

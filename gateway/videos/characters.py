@@ -1,0 +1,73 @@
+"""Characters (cameos): created on an upstream of the caller's group, owned by the caller.
+
+Characters are not charged: no price for them exists in the configuration's pricing tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from gateway.context import AppContext
+from gateway.db import now
+from gateway.errors import InvalidRequest, NotFound, NoUpstream
+from gateway.tokens.crypto import new_id
+from gateway.tokens.models import Token
+from gateway.upstreams.base import Adapter, Character
+from gateway.upstreams.pool import Placement
+from gateway.videos.inputs import video_upload
+from gateway.videos.models import VideoCharacter
+
+
+class CharacterOut(BaseModel):
+    id: str
+    object: str = "video.character"
+    name: str | None
+    created_at: int
+
+    @classmethod
+    def of(cls, row: VideoCharacter) -> CharacterOut:
+        return cls(id=row.id, name=row.name, created_at=int(row.created_at))
+
+
+class CharacterService:
+    def __init__(self, ctx: AppContext, token: Token) -> None:
+        self.ctx = ctx
+        self.token = token
+
+    def _model(self) -> str:
+        """Characters belong to no model: any upstream that serves the group will do."""
+        for model in sorted(self.ctx.settings.known_models):
+            if self.ctx.pool.serves(self.token.group, model):
+                return model
+        raise NoUpstream("No upstream serves this token's group.")
+
+    async def create(self, fields: dict[str, Any]) -> VideoCharacter:
+        name = fields.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidRequest("'name' is required.", param="name")
+        upload = video_upload(fields)
+        if upload is None:
+            raise InvalidRequest("'video' must be an uploaded video file.", param="video")
+
+        def call(adapter: Adapter, placement: Placement) -> Any:
+            return adapter.create_character(name.strip(), upload, placement.key)
+
+        placement, created = await self.ctx.pool.submit(self.token.group, self._model(), call)
+        assert isinstance(created, Character)
+        row = VideoCharacter(id=new_id("char"), token_id=self.token.id, name=name.strip(),
+                             upstream=placement.upstream.name,
+                             upstream_key_index=placement.key_index, upstream_id=created.id,
+                             created_at=now())
+        async with self.ctx.sessions() as session, session.begin():
+            session.add(row)
+        return row
+
+    async def get(self, character_id: str) -> VideoCharacter:
+        async with self.ctx.sessions() as session:
+            row = await session.get(VideoCharacter, character_id)
+        if row is None or row.token_id != self.token.id:
+            raise NotFound(f"No character found with id '{character_id}'.",
+                           param="character_id")
+        return row

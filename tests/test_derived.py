@@ -1,0 +1,122 @@
+"""Edits, extensions and characters: billed and routed like the SPEC says."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import httpx
+import openai
+import pytest
+
+from tests.support.servers import Gateway, Simulator
+
+MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 2048
+
+
+def _completed(gateway: Gateway, token: str) -> str:
+    client = gateway.client(token)
+    video = client.videos.create_and_poll(prompt=f"source {uuid.uuid4()} [duration:0.3]",
+                                          model="sora-2-pro", size="1280x720", seconds="8",
+                                          poll_interval_ms=100)
+    assert video.status == "completed"
+    return video.id
+
+
+def _upstream_id(simulator: Simulator, prompt: str) -> str:
+    return next(uid for uid, job in simulator.stats()["jobs"].items() if job["prompt"] == prompt)
+
+
+class TestEditsAndExtensions:
+    def test_edit_by_id_goes_to_the_source_upstream_and_bills_like_the_source(
+            self, gateway: Gateway, simulator: Simulator) -> None:
+        token_id, token = gateway.create_token(balance_usd="10")
+        source = _completed(gateway, token)
+        prompt = f"edit {uuid.uuid4()}"
+
+        response = httpx.post(f"{gateway.url}/v1/videos/edits",
+                              headers={"Authorization": f"Bearer {token}"},
+                              json={"prompt": prompt, "video": {"id": source}})
+
+        assert response.status_code == 200, response.text
+        video = response.json()
+        assert video["id"].startswith("video_")
+        assert (video["model"], video["size"], video["seconds"]) == ("sora-2-pro", "1280x720", "8")
+        derived = next(d for d in simulator.stats()["derived"]
+                       if d["new_id"] == _upstream_id(simulator, prompt))
+        source_prompt = gateway.client(token).videos.retrieve(source).prompt
+        assert derived["source_id"] == _upstream_id(simulator, source_prompt)
+        assert gateway.token(token_id)["held_usd"] == "2.400000"
+        gateway.assert_reconciles(token_id)
+
+    def test_extension_is_billed_by_its_own_seconds(self, gateway: Gateway) -> None:
+        token_id, token = gateway.create_token(balance_usd="10")
+        source = _completed(gateway, token)
+
+        response = httpx.post(f"{gateway.url}/v1/videos/extensions",
+                              headers={"Authorization": f"Bearer {token}"},
+                              files={"unused": ("", b"")},
+                              data={"prompt": "longer", "seconds": "4", "video[id]": source})
+
+        assert response.status_code == 200, response.text
+        assert gateway.token(token_id)["held_usd"] == "1.200000"
+        gateway.assert_reconciles(token_id)
+
+    def test_extension_needs_seconds_the_model_offers(self, gateway: Gateway) -> None:
+        _, token = gateway.create_token(balance_usd="10")
+        source = _completed(gateway, token)
+        response = httpx.post(f"{gateway.url}/v1/videos/extensions",
+                              headers={"Authorization": f"Bearer {token}"},
+                              json={"prompt": "longer", "seconds": "7", "video": {"id": source}})
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == "seconds"
+
+    def test_edit_of_an_uploaded_video_through_the_sdk(self, gateway: Gateway,
+                                                       simulator: Simulator) -> None:
+        token_id, token = gateway.create_token(balance_usd="1")
+        prompt = f"upload edit {uuid.uuid4()}"
+
+        video = gateway.client(token).videos.edit(
+            prompt=prompt, video=("clip.mp4", io.BytesIO(MP4), "video/mp4"))
+
+        assert video.status == "queued"
+        derived = next(d for d in simulator.stats()["derived"]
+                       if d["new_id"] == _upstream_id(simulator, prompt))
+        assert derived["upload_bytes"] == len(MP4)
+        assert gateway.token(token_id)["held_usd"] == "0.400000"
+        gateway.assert_reconciles(token_id)
+
+    def test_another_tokens_video_cannot_be_edited(self, gateway: Gateway) -> None:
+        _, owner = gateway.create_token(balance_usd="10")
+        _, other = gateway.create_token(balance_usd="10")
+        source = _completed(gateway, owner)
+        response = httpx.post(f"{gateway.url}/v1/videos/edits",
+                              headers={"Authorization": f"Bearer {other}"},
+                              json={"prompt": "steal", "video": {"id": source}})
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
+
+class TestCharacters:
+    def test_create_and_get_a_character_without_charge(self, gateway: Gateway,
+                                                       simulator: Simulator) -> None:
+        token_id, token = gateway.create_token(balance_usd="1")
+        client = gateway.client(token)
+
+        created = client.videos.create_character(
+            name="Ada", video=("ada.mp4", io.BytesIO(MP4), "video/mp4"))
+        fetched = client.videos.get_character(created.id)
+
+        assert created.id
+        assert created.id.startswith("char_")
+        assert (fetched.id, fetched.name) == (created.id, "Ada")
+        assert not any(created.id in key for key in simulator.stats()["characters"])
+        assert gateway.token(token_id)["balance_usd"] == "1.000000"
+
+    def test_characters_are_private_to_their_token(self, gateway: Gateway) -> None:
+        _, owner = gateway.create_token()
+        _, other = gateway.create_token()
+        created = gateway.client(owner).videos.create_character(
+            name="Ada", video=("ada.mp4", io.BytesIO(MP4), "video/mp4"))
+        with pytest.raises(openai.NotFoundError):
+            gateway.client(other).videos.get_character(created.id)
