@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import __version__
 from gateway.config import Settings
+from gateway.console.endpoints import router as console_router
 from gateway.context import AppContext
 from gateway.db import create_engine, create_sessionmaker
 from gateway.errors import install_error_handlers
@@ -22,7 +23,6 @@ from gateway.jobs.tracker import JobTracker
 from gateway.ledger.endpoints import router as reports_router
 from gateway.middleware import GatewayMiddleware
 from gateway.tokens.endpoints import router as tokens_router
-from gateway.tokens.limits import RateLimiter
 from gateway.tokens.me import router as me_router
 from gateway.tokens.repository import MetaRepository
 from gateway.upstreams.pool import UpstreamPool
@@ -68,7 +68,7 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
         yield AppContext(
             settings=settings, engine=engine, sessions=sessions, http=http, pool=pool,
             hash_key=await _hash_key(settings, sessions), instance_id=instance_id,
-            tracker=JobTracker(settings, sessions, pool, instance_id), limiter=RateLimiter(),
+            tracker=JobTracker(settings, sessions, pool, instance_id),
         )
     finally:
         await http.aclose()
@@ -93,7 +93,8 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
                   docs_url=None, redoc_url=None)
     install_error_handlers(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_upload_bytes)
-    for router in (videos_router, me_router, tokens_router, admin_videos_router, reports_router):
+    for router in (videos_router, me_router, tokens_router, admin_videos_router, reports_router,
+                   console_router):
         app.include_router(router)
     app.include_router(health_router)
     return app

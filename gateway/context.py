@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import Settings
 from gateway.jobs.tracker import JobTracker
-from gateway.tokens.limits import RateLimiter
 from gateway.upstreams.pool import UpstreamPool
 
 
@@ -23,4 +22,3 @@ class AppContext:
     hash_key: bytes
     instance_id: str
     tracker: JobTracker
-    limiter: RateLimiter

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.videos.models import UNFINISHED, Job
@@ -44,6 +44,15 @@ class JobRepository:
             query = query.where(Job.seq < after_seq if descending else Job.seq > after_seq)
         query = query.order_by(Job.seq.desc() if descending else Job.seq.asc()).limit(limit)
         return (await self.session.execute(query)).scalars().all()
+
+    async def recent_for_token(self, token_id: str, since: float) -> tuple[int, float | None]:
+        """How many jobs the token started since ``since``, and when the oldest of them began."""
+        result = await self.session.execute(
+            select(func.count(), func.min(Job.created_at))
+            .where(Job.token_id == token_id, Job.created_at > since)
+        )
+        count, oldest = result.one()
+        return int(count), oldest
 
     async def update(self, job_id: str, *conditions: Any, **values: Any) -> bool:
         result = await self.session.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -17,6 +18,7 @@ from gateway.errors import (
     NotFound,
     NoUpstream,
     PermissionDenied,
+    RateLimited,
     VideoNotReady,
 )
 from gateway.jobs.tracker import DELETED
@@ -43,6 +45,7 @@ from gateway.videos.schemas import public_status
 log = logging.getLogger("gateway.videos")
 
 IDEMPOTENCY_WINDOW_S = 24 * 3600
+RATE_WINDOW_S = 60.0
 MAX_PAGE = 100
 
 Submit = Callable[[], Awaitable[tuple[Placement, UpstreamJob]]]
@@ -172,10 +175,12 @@ class VideoService:
         """Hold the money and persist the job, then (outside any transaction) submit it."""
         if job.idempotency_key and (earlier := await self._repeat(job.idempotency_key)):
             return earlier
-        self.ctx.limiter.check(self.token.id, self.token.rpm)
         try:
             async with self.ctx.sessions() as session, session.begin():
                 await ledger.hold(session, self.token.id, job.id, job.price_micros)
+                # The hold's UPDATE locks the token's row until commit, so this count sees
+                # every concurrent create of the token, in this process or any other.
+                await self._check_rate(JobRepository(session))
                 JobRepository(session).add(job)
         except IntegrityError:
             # A concurrent request with the same Idempotency-Key won the race.
@@ -189,6 +194,16 @@ class VideoService:
             await self._abandon(job, exc)
             raise
         return await self._placed(job, placement, result)
+
+    async def _check_rate(self, repo: JobRepository) -> None:
+        if self.token.rpm is None:
+            return
+        at = now()
+        count, oldest = await repo.recent_for_token(self.token.id, at - RATE_WINDOW_S)
+        if count >= self.token.rpm:
+            wait = math.ceil((oldest or at) + RATE_WINDOW_S - at)
+            raise RateLimited(f"This token is limited to {self.token.rpm} jobs per minute.",
+                              retry_after=wait)
 
     async def _repeat(self, key: str) -> Job | None:
         async with self.ctx.sessions() as session, session.begin():
