@@ -49,9 +49,12 @@ class JobTracker:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._limits = {name: asyncio.Semaphore(settings.jobs.poll_concurrency)
                         for name in pool.configs}
-        # A job still "submitting" after this long lost its create call (e.g. a crash).
-        longest = max((u.timeout_s for u in settings.upstreams), default=60.0)
-        self.submit_grace_s = longest + settings.jobs.lease_s
+        # The longest a create call can take: every upstream tried in turn, each timeout
+        # counted twice (httpx applies it per phase: connect, upload, answer). The creating
+        # process leases the job for this long; a job still "submitting" after it lost its
+        # create call (the process died) and is refunded.
+        every_upstream = sum(u.timeout_s for u in settings.upstreams) or 60.0
+        self.submit_grace_s = 2 * every_upstream + settings.jobs.lease_s
 
     async def refresh(self, job_id: str) -> None:
         """Poll the job's upstream once, sharing the call with concurrent callers."""

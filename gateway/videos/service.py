@@ -169,6 +169,8 @@ class VideoService:
             seconds=seconds, prompt=prompt, remixed_from_video_id=remixed_from,
             price_micros=price, status="submitting", progress=0,
             idempotency_key=idempotency_key, created_at=at, updated_at=at, polled_at=at,
+            # This process is submitting the job: nobody else may poll or end it meanwhile.
+            lease_owner=self.ctx.instance_id, lease_until=at + self.ctx.tracker.submit_grace_s,
         )
 
     async def _start(self, job: Job, submit: Submit) -> Job:
@@ -233,7 +235,8 @@ class VideoService:
             "upstream_id": result.id,
             "upstream_model": placement.upstream.upstream_model(job.model),
             "status": result.status if result.status in UNFINISHED else "in_progress",
-            "progress": result.progress, "updated_at": at,
+            "progress": result.progress, "updated_at": at, "polled_at": at,
+            "lease_owner": None, "lease_until": None,
         }
         async with self.ctx.sessions() as session, session.begin():
             repo = JobRepository(session)
