@@ -13,12 +13,14 @@ import httpx
 
 from gateway.config import Settings, UpstreamConfig
 from gateway.errors import NoUpstream, UpstreamFailed, UpstreamOutcomeUnknown, UpstreamRejected
+from gateway.metrics import UPSTREAM_FAILOVERS
 from gateway.upstreams.base import (
     Adapter,
     UpstreamAmbiguous,
     UpstreamRefused,
     UpstreamUnavailable,
 )
+from gateway.upstreams.breaker import Breaker
 from gateway.upstreams.compat import CompatAdapter
 from gateway.upstreams.openai import OpenAIAdapter
 
@@ -52,6 +54,10 @@ class UpstreamPool:
             )
             for upstream in settings.upstreams
         }
+        self.breakers = {
+            upstream.name: Breaker(upstream.breaker_failures, upstream.breaker_cooldown_s)
+            for upstream in settings.upstreams
+        }
         self._key_cycles = {
             upstream.name: itertools.cycle(range(len(upstream.keys)))
             for upstream in settings.upstreams
@@ -73,8 +79,13 @@ class UpstreamPool:
         return bool(self.eligible(group, model))
 
     def ordered(self, group: str, model: str) -> list[UpstreamConfig]:
-        """Eligible upstreams in a weighted random order, each at most once."""
-        remaining = self.eligible(group, model)
+        """Eligible upstreams in a weighted random order, each at most once.
+
+        Upstreams whose circuit is open are left out, unless every one is: then all are
+        tried, since refusing outright would fail a create that might have succeeded.
+        """
+        eligible = self.eligible(group, model)
+        remaining = [u for u in eligible if self.breakers[u.name].available()] or eligible
         order: list[UpstreamConfig] = []
         while remaining:
             pick = random.choices(remaining, weights=[u.weight for u in remaining])[0]
@@ -94,21 +105,30 @@ class UpstreamPool:
             raise NoUpstream(f"No upstream serves model '{model}' for this token's group.")
         for upstream in candidates:
             placement = self._next_key(upstream)
+            breaker = self.breakers[upstream.name]
             try:
-                return placement, await call(self.adapters[upstream.name], placement)
+                result = await call(self.adapters[upstream.name], placement)
             except UpstreamUnavailable as exc:
+                breaker.failed()
+                UPSTREAM_FAILOVERS.labels(upstream.name).inc()
                 log.warning("create failed over", extra={"upstream": upstream.name,
-                                                         "reason": str(exc)})
+                                                         "reason": str(exc),
+                                                         "circuit": breaker.state})
+                continue
             except UpstreamRefused as exc:
+                breaker.succeeded()  # it answered: the upstream is healthy, the request not
                 raise UpstreamRejected(exc.message, status=exc.status, param=exc.param,
                                        code=exc.code or "upstream_rejected") from exc
             except UpstreamAmbiguous as exc:
+                breaker.failed()
                 # The upstream may hold a job now; sending it elsewhere could make two.
                 log.error("create outcome unknown", extra={"upstream": upstream.name,
                                                            "reason": str(exc)})
                 raise UpstreamOutcomeUnknown(
                     "The upstream provider did not answer in time; nothing was charged.",
                 ) from exc
+            breaker.succeeded()
+            return placement, result
         raise UpstreamFailed("Every upstream provider failed; nothing was charged. Try again.")
 
     async def at(
