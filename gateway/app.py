@@ -28,6 +28,7 @@ from gateway.tokens.repository import MetaRepository
 from gateway.upstreams.pool import UpstreamPool
 from gateway.videos.admin import router as admin_videos_router
 from gateway.videos.endpoints import router as videos_router
+from gateway.videos.store import ContentStore
 
 HASH_KEY = "token_hash_key"
 
@@ -65,11 +66,14 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
     try:
         pool = UpstreamPool(settings, http)
         instance_id = "gw_" + secrets.token_hex(6)
+        store = ContentStore(settings.content_store, sessions, pool)
+        tracker = JobTracker(settings, sessions, pool, instance_id, on_completed=store.keep)
         yield AppContext(
             settings=settings, engine=engine, sessions=sessions, http=http, pool=pool,
             hash_key=await _hash_key(settings, sessions), instance_id=instance_id,
-            tracker=JobTracker(settings, sessions, pool, instance_id),
+            tracker=tracker, store=store,
         )
+        await store.close()
     finally:
         await http.aclose()
         await engine.dispose()
@@ -80,7 +84,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_context(settings) as ctx:
             app.state.ctx = ctx
-            reconciler = Reconciler(ctx.tracker)
+            reconciler = Reconciler(ctx.tracker, ctx.store)
             app.state.reconciler = reconciler
             if run_reconciler:
                 reconciler.start()

@@ -37,6 +37,14 @@ class JobsConfig(_Strict):
     poll_after_ms: int = Field(2000, ge=0)
 
 
+class ContentStoreConfig(_Strict):
+    """Finished videos are copied here, so they outlive the upstream's expiring links."""
+
+    enabled: bool = True
+    dir: str = "./content"
+    retention_s: float = Field(7 * 24 * 3600, gt=0)
+
+
 class GroupConfig(_Strict):
     billing_modes: list[BillingMode] = Field(min_length=1)
     multiplier: Decimal = Field(Decimal(1), gt=0)
@@ -97,6 +105,7 @@ class Settings(_Strict):
     max_prompt_chars: int = Field(32000, ge=1)
     log_level: str = "INFO"
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    content_store: ContentStoreConfig = Field(default_factory=ContentStoreConfig)
     groups: dict[str, GroupConfig] = Field(
         default_factory=lambda: {
             "default": GroupConfig(billing_modes=["per_second", "per_call"]),

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.config import Settings
 from gateway.jobs.tracker import JobTracker
 from gateway.upstreams.pool import UpstreamPool
+from gateway.videos.store import ContentStore
 
 
 @dataclass
@@ -22,3 +23,4 @@ class AppContext:
     hash_key: bytes
     instance_id: str
     tracker: JobTracker
+    store: ContentStore

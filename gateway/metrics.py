@@ -38,6 +38,9 @@ RECONCILER_LAG = Gauge("gateway_reconciler_lag_seconds",
 UPSTREAM_FAILOVERS = Counter("gateway_upstream_failovers_total",
                              "Creates an upstream failed, moving on to the next.", ["upstream"],
                              registry=REGISTRY)
+STORED_VIDEOS = Counter("gateway_stored_videos_total",
+                        "Finished videos copied to the gateway's content store, by outcome.",
+                        ["outcome"], registry=REGISTRY)
 POLL_FAILURES = Counter("gateway_poll_failures_total", "Upstream polls that failed.",
                         ["upstream"], registry=REGISTRY)
 

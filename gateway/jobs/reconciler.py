@@ -15,15 +15,18 @@ from gateway.db import now
 from gateway.jobs.tracker import JobTracker
 from gateway.videos.models import Job
 from gateway.videos.repository import JobRepository
+from gateway.videos.store import ContentStore
 
 log = logging.getLogger("gateway.reconciler")
 
 BATCH = 200
+SWEEP_EVERY_S = 300.0
 
 
 class Reconciler:
-    def __init__(self, tracker: JobTracker) -> None:
+    def __init__(self, tracker: JobTracker, store: ContentStore | None = None) -> None:
         self.tracker = tracker
+        self.store = store
         self.settings = tracker.settings
         self._task: asyncio.Task[None] | None = None
         self.last_cycle_at: float | None = None
@@ -42,7 +45,11 @@ class Reconciler:
         return min(1.0, self.settings.jobs.poll_interval_s / 2)
 
     async def _run(self) -> None:
+        swept_at = 0.0
         while True:
+            if now() - swept_at > SWEEP_EVERY_S and self.store is not None:
+                swept_at = now()
+                self.store.sweep()
             try:
                 while await self.cycle() >= BATCH:
                     pass

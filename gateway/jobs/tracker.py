@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,8 +42,10 @@ DELETED = Ending("failed", "deleted", "The job was deleted before it finished.")
 
 class JobTracker:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession],
-                 pool: UpstreamPool, owner: str) -> None:
+                 pool: UpstreamPool, owner: str,
+                 on_completed: Callable[[str], None] | None = None) -> None:
         self.settings = settings
+        self.on_completed = on_completed
         self.sessions = sessions
         self.pool = pool
         self.owner = owner
@@ -124,6 +127,8 @@ class JobTracker:
                 await ledger.settle(session, job, "refund", note=result.error_code)
         if result.status in ("completed", "failed"):
             log.info("job ended", extra={"job_id": job.id, "status": result.status})
+        if result.status == "completed" and self.on_completed is not None:
+            self.on_completed(job.id)
 
     async def end(self, job: Job, ending: Ending, *, deleted: bool = False) -> bool:
         """End an unfinished job on the gateway's own authority and refund its hold."""

@@ -30,6 +30,7 @@ class AdminVideo(Video):
     price_usd: str
     settlement: str | None
     deleted: bool
+    content_stored: bool
     age_s: int
 
     @classmethod
@@ -37,7 +38,8 @@ class AdminVideo(Video):
         return cls(**Video.of(job).model_dump(), token_id=job.token_id, group=job.group,
                    billing_mode=job.billing_mode, kind=job.kind, upstream=job.upstream,
                    price_usd=micros_to_usd(job.price_micros), settlement=job.settlement,
-                   deleted=job.deleted_at is not None, age_s=int(at - job.created_at))
+                   deleted=job.deleted_at is not None,
+                   content_stored=job.content_file is not None, age_s=int(at - job.created_at))
 
 
 class AdminVideoList(BaseModel):

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import httpx
-from starlette.responses import StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from gateway.context import AppContext
 from gateway.errors import GatewayError, InvalidRequest, NotFound
@@ -89,13 +89,18 @@ def _content_type(response: httpx.Response, variant: str) -> str:
 
 
 async def stream_content(ctx: AppContext, job: Job, variant: str,
-                         range_header: str | None) -> StreamingResponse:
+                         range_header: str | None) -> Response:
     if variant not in CONTENT_TYPES:
         raise InvalidRequest("'variant' must be video, thumbnail or spritesheet.",
                              param="variant")
+    wanted = ByteRange.parse(range_header)
+    stored = ctx.store.path(job) if variant == "video" else None
+    if stored is not None:
+        if wanted is not None:
+            wanted.bounds(stored.stat().st_size)  # an unsatisfiable range gets our 416 envelope
+        return FileResponse(stored, media_type=CONTENT_TYPES["video"])
     assert job.upstream is not None
     assert job.upstream_id is not None
-    wanted = ByteRange.parse(range_header)
     placement = ctx.pool.placement(job.upstream, job.upstream_key_index)
     stack = AsyncExitStack()
     try:

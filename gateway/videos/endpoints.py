@@ -85,12 +85,12 @@ async def delete_video(video_id: str, ctx: Context, token: GatewayToken) -> Vide
     return VideoDeleted(id=video_id)
 
 
-@router.get("/{video_id}/content", response_class=StreamingResponse)
+@router.get("/{video_id}/content", response_class=StreamingResponse)  # or a FileResponse
 async def download_content(
     video_id: str, ctx: Context, token: GatewayToken,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
     range_header: Annotated[str | None, Header(alias="Range")] = None,
-) -> StreamingResponse:
+) -> Response:
     job = await VideoService(ctx, token).completed(video_id)
     return await stream_content(ctx, job, variant, range_header)
 

@@ -41,6 +41,8 @@ class Job(Base):
     upstream_model: Mapped[str | None] = mapped_column(String(100), nullable=True)
     # Compat upstreams hand out a download URL instead of a content route.
     content_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # File name of the gateway's own copy of the video, once stored.
+    content_file: Mapped[str | None] = mapped_column(String(200), nullable=True)
     extra: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     settlement: Mapped[str | None] = mapped_column(String(16), nullable=True)
