@@ -79,6 +79,11 @@ class InsufficientQuota(GatewayError):
     type = "insufficient_quota"
     code = "insufficient_quota"
 
+    def __init__(self, message: str) -> None:
+        # Every 429 carries Retry-After; x-should-retry: false still stops the SDK's own
+        # retries, since only a top-up helps.
+        super().__init__(message, headers={"Retry-After": "60"})
+
 
 class RateLimited(GatewayError):
     status = 429

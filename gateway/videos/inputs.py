@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from gateway.config import Settings
@@ -50,11 +51,14 @@ async def read_body(request: Request) -> dict[str, Any]:
             raise InvalidRequest("The request body must be a JSON object.")
         return body
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        # Parts are bounded by the request-size limit the middleware already enforces.
+        limit = request.app.state.ctx.settings.max_upload_bytes
         try:
-            form = await request.form(max_files=4, max_fields=MAX_FIELDS,
-                                      max_part_size=1024 * 1024)
+            form = await request.form(max_files=4, max_fields=MAX_FIELDS, max_part_size=limit)
         except MultiPartException as exc:
             raise InvalidRequest(f"Malformed multipart body: {exc.message}") from exc
+        except HTTPException as exc:  # how Starlette reports a multipart parse failure
+            raise InvalidRequest(f"Malformed multipart body: {exc.detail}") from exc
         return _form_fields(form)
     raise InvalidRequest(
         "Send the request as multipart/form-data or application/json.", code="invalid_request"
