@@ -72,6 +72,6 @@ class Reconciler:
 
     async def _poll(self, job: Job) -> None:
         try:
-            await self.tracker.poll(job)
+            await self.tracker.poll_leased(job)
         except Exception:
             log.exception("polling a job failed", extra={"job_id": job.id})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -61,9 +61,20 @@ class JobTracker:
 
     async def refresh(self, job_id: str) -> None:
         """Poll the job's upstream once, sharing the call with concurrent callers."""
+        await self._shared(job_id, lambda: self._lease_and_poll(job_id))
+
+    async def poll_leased(self, job: Job) -> None:
+        """Poll a job the reconciler leased; client refreshes meanwhile join this poll."""
+        earlier = self._inflight.get(job.id)
+        if earlier is not None:
+            # A refresh that started first found the lease taken (ours): it polls nothing.
+            await asyncio.shield(earlier)
+        await self._shared(job.id, lambda: self.poll(job))
+
+    async def _shared(self, job_id: str, start: Callable[[], Awaitable[None]]) -> None:
         task = self._inflight.get(job_id)
-        if task is None:
-            task = asyncio.create_task(self._lease_and_poll(job_id))
+        if task is None or task.done():
+            task = asyncio.create_task(start())
             self._inflight[job_id] = task
             task.add_done_callback(lambda _: self._inflight.pop(job_id, None))
         # Shielded: a client hanging up must not abandon a poll halfway through settling.

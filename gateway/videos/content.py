@@ -7,9 +7,11 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
+import anyio
 import httpx
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from gateway.context import AppContext
 from gateway.errors import GatewayError, InvalidRequest, NotFound
@@ -22,6 +24,7 @@ CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet":
 _GENERIC_TYPES = {"", "application/octet-stream", "application/binary", "binary/octet-stream"}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _PASSED_HEADERS = ("content-length", "content-range", "etag", "last-modified")
+FILE_CHUNK = 256 * 1024
 
 
 class RangeNotSatisfiable(GatewayError):
@@ -52,8 +55,36 @@ class ByteRange:
         else:
             start, end = self.start, min(total - 1, self.end if self.end is not None else total)
         if start > end or start >= total:
-            raise RangeNotSatisfiable("The requested range is outside the asset.")
+            raise unsatisfiable(f"bytes */{total}")
         return start, end
+
+
+def unsatisfiable(content_range: str | None) -> RangeNotSatisfiable:
+    # Content-Range: bytes */size tells a resuming client how large the asset is.
+    headers = {"Content-Range": content_range} if content_range else None
+    return RangeNotSatisfiable("The requested range is outside the asset.", headers=headers)
+
+
+async def _read_file(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as file:
+        await file.seek(start)
+        remaining = end + 1 - start
+        while remaining > 0:
+            chunk = await file.read(min(FILE_CHUNK, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
+
+
+def _from_store(path: Path, wanted: ByteRange | None) -> Response:
+    total = path.stat().st_size
+    start, end = wanted.bounds(total) if wanted else (0, total - 1)
+    headers = {"accept-ranges": "bytes", "content-length": str(end + 1 - start)}
+    if wanted is not None:
+        headers["content-range"] = f"bytes {start}-{end}/{total}"
+    return StreamingResponse(_read_file(path, start, end), status_code=206 if wanted else 200,
+                             headers=headers, media_type=CONTENT_TYPES["video"])
 
 
 async def _slice(chunks: AsyncGenerator[bytes, None], start: int,
@@ -93,12 +124,11 @@ async def stream_content(ctx: AppContext, job: Job, variant: str,
     if variant not in CONTENT_TYPES:
         raise InvalidRequest("'variant' must be video, thumbnail or spritesheet.",
                              param="variant")
+    # A Range that is not one "bytes=a-b" is ignored, as RFC 9110 asks: the whole asset.
     wanted = ByteRange.parse(range_header)
     stored = ctx.store.path(job) if variant == "video" else None
     if stored is not None:
-        if wanted is not None:
-            wanted.bounds(stored.stat().st_size)  # an unsatisfiable range gets our 416 envelope
-        return FileResponse(stored, media_type=CONTENT_TYPES["video"])
+        return _from_store(stored, wanted)
     assert job.upstream is not None
     assert job.upstream_id is not None
     placement = ctx.pool.placement(job.upstream, job.upstream_key_index)
@@ -118,7 +148,7 @@ async def stream_content(ctx: AppContext, job: Job, variant: str,
                            code="upstream_error", status=502) from exc
     if response.status_code == 416:
         await stack.aclose()
-        raise RangeNotSatisfiable("The requested range is outside the asset.")
+        raise unsatisfiable(response.headers.get("content-range"))
     headers = {name: response.headers[name] for name in _PASSED_HEADERS
                if name in response.headers}
     headers["accept-ranges"] = "bytes"

@@ -65,7 +65,7 @@ class JobRepository:
         return await self.update(
             job_id,
             Job.status.in_(UNFINISHED),
-            or_(Job.lease_until.is_(None), Job.lease_until < at, Job.lease_owner == owner),
+            or_(Job.lease_until.is_(None), Job.lease_until < at),
             lease_owner=owner, lease_until=until,
         )
 
