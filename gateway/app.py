@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import __version__
+from gateway.cache import TTLCache
 from gateway.config import Settings
 from gateway.console.endpoints import router as console_router
 from gateway.context import AppContext
@@ -67,11 +68,13 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
         pool = UpstreamPool(settings, http)
         instance_id = "gw_" + secrets.token_hex(6)
         store = ContentStore(settings.content_store, sessions, pool)
-        tracker = JobTracker(settings, sessions, pool, instance_id, on_completed=store.keep)
+        videos: TTLCache[tuple[str, bytes]] = TTLCache(settings.cache_s)
+        tracker = JobTracker(settings, sessions, pool, instance_id, on_completed=store.keep,
+                             on_changed=videos.drop)
         yield AppContext(
             settings=settings, engine=engine, sessions=sessions, http=http, pool=pool,
             hash_key=await _hash_key(settings, sessions), instance_id=instance_id,
-            tracker=tracker, store=store,
+            tracker=tracker, store=store, tokens=TTLCache(settings.cache_s), videos=videos,
         )
         await store.close()
     finally:

@@ -103,6 +103,9 @@ class Settings(_Strict):
     secret_key: str | None = None
     max_upload_mb: float = Field(20, gt=0)
     max_prompt_chars: int = Field(32000, ge=1)
+    # How long a process may answer token lookups and video reads from memory; other
+    # processes' changes show up within this bound (0 turns the caches off).
+    cache_s: float = Field(1.0, ge=0)
     log_level: str = "INFO"
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     content_store: ContentStoreConfig = Field(default_factory=ContentStoreConfig)

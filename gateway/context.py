@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.cache import TTLCache
 from gateway.config import Settings
 from gateway.jobs.tracker import JobTracker
+from gateway.tokens.models import Token
 from gateway.upstreams.pool import UpstreamPool
 from gateway.videos.store import ContentStore
 
@@ -24,3 +26,6 @@ class AppContext:
     instance_id: str
     tracker: JobTracker
     store: ContentStore
+    # Usable tokens by key hash, and rendered videos by id (with their owner's token id).
+    tokens: TTLCache[Token]
+    videos: TTLCache[tuple[str, bytes]]

@@ -43,9 +43,11 @@ DELETED = Ending("failed", "deleted", "The job was deleted before it finished.")
 class JobTracker:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession],
                  pool: UpstreamPool, owner: str,
-                 on_completed: Callable[[str], None] | None = None) -> None:
+                 on_completed: Callable[[str], None] | None = None,
+                 on_changed: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.on_completed = on_completed
+        self.on_changed = on_changed or (lambda _job_id: None)
         self.sessions = sessions
         self.pool = pool
         self.owner = owner
@@ -132,6 +134,7 @@ class JobTracker:
             repo = JobRepository(session)
             if not await repo.update(job.id, Job.status.in_(UNFINISHED), **values):
                 return
+            self.on_changed(job.id)
             if result.status == "completed":
                 await ledger.settle(session, job, "capture")
             elif result.status == "failed":
@@ -155,6 +158,7 @@ class JobTracker:
             if not await JobRepository(session).update(job.id, Job.status.in_(UNFINISHED),
                                                        **values):
                 return False
+            self.on_changed(job.id)
             await ledger.settle(session, job, "refund", note=ending.code)
         log.info("job ended by gateway", extra={"job_id": job.id, "reason": ending.code})
         return True

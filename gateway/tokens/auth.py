@@ -17,7 +17,7 @@ from gateway.tokens.repository import TokenRepository
 TOUCH_EVERY_S = 60.0
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
@@ -46,20 +46,30 @@ async def gateway_token(request: Request, ctx: Context) -> Token:
     if not credential.startswith(TOKEN_PREFIX):
         raise Unauthorized("Invalid token.")
     at = now()
-    async with ctx.sessions() as session:
-        repo = TokenRepository(session)
-        token = await repo.get_by_hash(hash_token(credential, ctx.hash_key))
-        if not _usable(token, at):
-            raise Unauthorized("Invalid, revoked or expired token.")
-        assert token is not None
-        if token.last_used_at is None or at - token.last_used_at > TOUCH_EVERY_S:
-            await repo.touch(token.id, at)
-            await session.commit()
+    key_hash = hash_token(credential, ctx.hash_key)
+    token = ctx.tokens.get(key_hash)
+    if token is None:
+        token = await _load(ctx, key_hash, at)
+        ctx.tokens.put(key_hash, token)
+    if not _usable(token, at):  # expiry passes while cached, too
+        raise Unauthorized("Invalid, revoked or expired token.")
     request.state.token_id = token.id
     return token
 
 
-def admin(request: Request, ctx: Context) -> None:
+async def _load(ctx: AppContext, key_hash: str, at: float) -> Token:
+    async with ctx.sessions() as session:
+        repo = TokenRepository(session)
+        token = await repo.get_by_hash(key_hash)
+        if token is None or not _usable(token, at):
+            raise Unauthorized("Invalid, revoked or expired token.")
+        if token.last_used_at is None or at - token.last_used_at > TOUCH_EVERY_S:
+            await repo.touch(token.id, at)
+            await session.commit()
+    return token
+
+
+async def admin(request: Request, ctx: Context) -> None:
     expected = ctx.settings.admin_token
     credential = _bearer(request)
     if not expected or not constant_time_equals(credential, expected):

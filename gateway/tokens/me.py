@@ -15,6 +15,7 @@ from gateway.ledger import reports
 from gateway.ledger.pricing import MICROS_PER_USD, micros_to_usd
 from gateway.tokens.auth import Context, GatewayToken
 from gateway.tokens.models import Token
+from gateway.tokens.service import TokenService
 
 router = APIRouter(prefix="/v1", tags=["self-service"])
 
@@ -31,8 +32,14 @@ async def _usage(ctx: Context, token: Token, since: float | None) -> reports.Usa
     return result.total()
 
 
+async def _fresh(ctx: Context, token: Token) -> Token:
+    """Balances change with every job: read them now, not from the auth cache."""
+    return await TokenService(ctx).get(token.id)
+
+
 @router.get("/me")
 async def me(ctx: Context, token: GatewayToken) -> dict[str, Any]:
+    token = await _fresh(ctx, token)
     month = await _usage(ctx, token, _month_start())
     usage = month.public()
     usage.pop("key")
@@ -48,6 +55,7 @@ async def me(ctx: Context, token: GatewayToken) -> dict[str, Any]:
 
 @router.get("/dashboard/billing/subscription")
 async def billing_subscription(ctx: Context, token: GatewayToken) -> dict[str, Any]:
+    token = await _fresh(ctx, token)
     charged = (await _usage(ctx, token, None)).charged_micros
     # Clients show "remaining = hard_limit_usd - total_usage/100"; that must equal what the
     # token can still spend plus what is held for running jobs.

@@ -61,6 +61,12 @@ class TokenService:
             raise NotFound(f"No token with id '{token_id}'.", param="token_id")
         return token
 
+    async def _changed(self, token_id: str) -> Token:
+        """Re-read a token after a change and forget this process's cached copy of it."""
+        token = await self.get(token_id)
+        self.ctx.tokens.drop(token.key_hash)
+        return token
+
     async def list(self) -> Sequence[Token]:
         async with self.ctx.sessions() as session:
             return await TokenRepository(session).list()
@@ -75,7 +81,7 @@ class TokenService:
                 raise NotFound(f"No token with id '{token_id}'.", param="token_id")
             for name, value in values.items():
                 setattr(token, name, value)
-        return await self.get(token_id)
+        return await self._changed(token_id)
 
     async def revoke(self, token_id: str) -> Token:
         async with self.ctx.sessions() as session, session.begin():
@@ -83,14 +89,14 @@ class TokenService:
             if token is None:
                 raise NotFound(f"No token with id '{token_id}'.", param="token_id")
             token.revoked_at = token.revoked_at or now()
-        return await self.get(token_id)
+        return await self._changed(token_id)
 
     async def topup(self, token_id: str, spec: TopUp) -> Token:
         async with self.ctx.sessions() as session, session.begin():
             if not await ledger.topup(session, token_id, usd_to_micros(spec.amount_usd),
                                       spec.note):
                 raise NotFound(f"No token with id '{token_id}'.", param="token_id")
-        return await self.get(token_id)
+        return await self._changed(token_id)
 
     async def ledger(self, token_id: str, *, after: int | None,
                      limit: int) -> Sequence[LedgerEntry]:

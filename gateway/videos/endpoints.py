@@ -72,11 +72,10 @@ async def list_videos(ctx: Context, token: GatewayToken, after: str | None = Non
 
 
 @router.get("/{video_id}", response_model=Video)
-async def retrieve_video(video_id: str, response: Response, ctx: Context,
-                         token: GatewayToken) -> Video:
-    job = await VideoService(ctx, token).retrieve(video_id)
-    _paced(response, ctx)
-    return Video.of(job)
+async def retrieve_video(video_id: str, ctx: Context, token: GatewayToken) -> Response:
+    body = await VideoService(ctx, token).retrieve_json(video_id)
+    return Response(body, media_type="application/json",
+                    headers={"openai-poll-after-ms": str(ctx.settings.jobs.poll_after_ms)})
 
 
 @router.delete("/{video_id}", response_model=VideoDeleted)

@@ -40,7 +40,7 @@ from gateway.videos.inputs import (
 )
 from gateway.videos.models import UNFINISHED, Job
 from gateway.videos.repository import JobRepository
-from gateway.videos.schemas import public_status
+from gateway.videos.schemas import Video, public_status
 
 log = logging.getLogger("gateway.videos")
 
@@ -243,6 +243,7 @@ class VideoService:
             recorded = await repo.update(job.id, Job.status == "submitting", **values)
             fresh = await repo.get(job.id)
         assert fresh is not None
+        self.ctx.videos.drop(job.id)
         if not recorded:
             # Deleted or expired while the create was in flight: don't leave it running.
             await self.ctx.tracker.cancel_upstream(fresh)
@@ -257,6 +258,19 @@ class VideoService:
         if job is None:
             raise NotFound(f"No video found with id '{video_id}'.", param=param)
         return job
+
+    async def retrieve_json(self, video_id: str) -> bytes:
+        """The Video as JSON: the hot path of every poll, answered from memory when it can be."""
+        cached = self.ctx.videos.get(video_id)
+        if cached is not None and cached[0] == self.token.id:
+            return cached[1]
+        job = await self.retrieve(video_id)
+        body = Video.of(job).model_dump_json().encode()
+        within = None
+        if job.status in UNFINISHED:  # never past the moment the job is due a refresh
+            within = job.polled_at + self.settings.jobs.refresh_after_s - now()
+        self.ctx.videos.put(video_id, (self.token.id, body), within_s=within)
+        return body
 
     async def retrieve(self, video_id: str) -> Job:
         job = await self._owned(video_id)
@@ -287,6 +301,7 @@ class VideoService:
     # -- delete ------------------------------------------------------------------------------
     async def delete(self, video_id: str) -> None:
         job = await self._owned(video_id)
+        self.ctx.videos.drop(job.id)
         ended = job.status in UNFINISHED and await self.ctx.tracker.end(job, DELETED, deleted=True)
         if not ended:
             async with self.ctx.sessions() as session, session.begin():
