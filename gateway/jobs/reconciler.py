@@ -13,7 +13,6 @@ import logging
 
 from gateway.db import now
 from gateway.jobs.tracker import JobTracker
-from gateway.videos.models import Job
 from gateway.videos.repository import JobRepository
 from gateway.videos.store import ContentStore
 
@@ -67,11 +66,5 @@ class Reconciler:
             due = await repo.due(polled_before=at - jobs_cfg.poll_interval_s, at=at, limit=BATCH)
             claimed = await repo.claim_batch(due, self.tracker.owner, at, at + jobs_cfg.lease_s)
         if claimed:
-            await asyncio.gather(*(self._poll(job) for job in claimed))
+            await self.tracker.poll_batch(claimed)
         return len(claimed)
-
-    async def _poll(self, job: Job) -> None:
-        try:
-            await self.tracker.poll_leased(job)
-        except Exception:
-            log.exception("polling a job failed", extra={"job_id": job.id})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,6 +40,15 @@ LOST = Ending("failed", "submission_lost",
 DELETED = Ending("failed", "deleted", "The job was deleted before it finished.")
 
 
+# What _fetch answers when the upstream could not be asked: the job is simply polled later.
+POLL_FAILED = object()
+
+
+def _unchanged(job: Job, result: UpstreamJob) -> bool:
+    return (result.status == job.status and result.progress == job.progress
+            and result.content_url in (None, job.content_url))
+
+
 class JobTracker:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession],
                  pool: UpstreamPool, owner: str,
@@ -65,13 +74,22 @@ class JobTracker:
         """Poll the job's upstream once, sharing the call with concurrent callers."""
         await self._shared(job_id, lambda: self._lease_and_poll(job_id))
 
-    async def poll_leased(self, job: Job) -> None:
-        """Poll a job the reconciler leased; client refreshes meanwhile join this poll."""
-        earlier = self._inflight.get(job.id)
-        if earlier is not None:
-            # A refresh that started first found the lease taken (ours): it polls nothing.
-            await asyncio.shield(earlier)
-        await self._shared(job.id, lambda: self.poll(job))
+    async def poll_batch(self, jobs: Sequence[Job]) -> None:
+        """Poll leased jobs together; those with nothing new are written in one statement."""
+        results = await asyncio.gather(*(self._fetch(job) for job in jobs))
+        quiet: list[str] = []
+        for job, result in zip(jobs, results, strict=True):
+            if result is POLL_FAILED or (isinstance(result, UpstreamJob)
+                                         and _unchanged(job, result)):
+                quiet.append(job.id)
+            elif isinstance(result, UpstreamJob):
+                try:
+                    await self.apply(job, result)
+                except Exception:  # one bad write must not hold up the rest of the batch
+                    log.exception("recording a poll failed", extra={"job_id": job.id})
+        if quiet:
+            async with self.sessions() as session, session.begin():
+                await JobRepository(session).mark_polled(quiet, self.owner, now())
 
     async def _shared(self, job_id: str, start: Callable[[], Awaitable[None]]) -> None:
         task = self._inflight.get(job_id)
@@ -94,30 +112,35 @@ class JobTracker:
 
     async def poll(self, job: Job) -> None:
         """Poll a job this process holds the lease of, then write what was learned."""
+        result = await self._fetch(job)
+        if result is POLL_FAILED:
+            await self._release(job)
+        elif isinstance(result, UpstreamJob):
+            await self.apply(job, result)
+
+    async def _fetch(self, job: Job) -> UpstreamJob | object | None:
+        """The upstream's view of a leased job; None when the job was ended here instead."""
         at = now()
         if at - job.created_at > self.settings.jobs.max_age_s:
             await self.end(job, EXPIRED)
             await self.cancel_upstream(job)
-            return
+            return None
         if job.upstream_id is None or job.upstream is None:
             if at - job.created_at > self.submit_grace_s:
                 await self.end(job, LOST)
-            else:
-                await self._release(job)
-            return
+                return None
+            return POLL_FAILED  # its create call is still running somewhere
         placement = self.pool.placement(job.upstream, job.upstream_key_index)
         try:
             async with self._limits[job.upstream]:
-                result = await self.pool.adapter(job.upstream).retrieve(job.upstream_id,
-                                                                       placement.key)
+                return await self.pool.adapter(job.upstream).retrieve(job.upstream_id,
+                                                                      placement.key)
         except UpstreamError as exc:
             # A failed poll says nothing about the job: keep it running and its money held.
             log.warning("poll failed", extra={"job_id": job.id, "upstream": job.upstream,
                                               "reason": str(exc)})
             POLL_FAILURES.labels(job.upstream).inc()
-            await self._release(job)
-            return
-        await self.apply(job, result)
+            return POLL_FAILED
 
     async def apply(self, job: Job, result: UpstreamJob) -> None:
         at = now()
