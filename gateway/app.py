@@ -6,7 +6,6 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -53,32 +52,26 @@ async def _hash_key(settings: Settings, sessions: async_sessionmaker[AsyncSessio
     return value.encode()
 
 
-def _http_client() -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30)
-    return httpx.AsyncClient(limits=limits, follow_redirects=True)
-
-
 @asynccontextmanager
 async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
     """Build a process's long-lived resources; used by the app's lifespan and by the CLI."""
     engine = create_engine(settings.database_url)
     sessions = create_sessionmaker(engine)
-    http = _http_client()
+    pool = UpstreamPool(settings)
     try:
-        pool = UpstreamPool(settings, http)
         instance_id = "gw_" + secrets.token_hex(6)
         store = ContentStore(settings.content_store, sessions, pool)
         videos: TTLCache[tuple[str, bytes]] = TTLCache(settings.cache_s)
         tracker = JobTracker(settings, sessions, pool, instance_id, on_completed=store.keep,
                              on_changed=videos.drop)
         yield AppContext(
-            settings=settings, engine=engine, sessions=sessions, http=http, pool=pool,
+            settings=settings, engine=engine, sessions=sessions, pool=pool,
             hash_key=await _hash_key(settings, sessions), instance_id=instance_id,
             tracker=tracker, store=store, tokens=TTLCache(settings.cache_s), videos=videos,
         )
         await store.close()
     finally:
-        await http.aclose()
+        await pool.aclose()
         await engine.dispose()
 
 

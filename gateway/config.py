@@ -63,6 +63,8 @@ class UpstreamConfig(_Strict):
     model_map: dict[str, str] = Field(default_factory=dict)
     weight: int = Field(1, ge=0)
     timeout_s: float = Field(60.0, gt=0)
+    # Connections to this upstream at once (polls, creates and content downloads together).
+    max_connections: int = Field(128, ge=1)
     # Consecutive create failures that take the upstream out of rotation, and for how long.
     breaker_failures: int = Field(5, ge=1)
     breaker_cooldown_s: float = Field(30.0, gt=0)

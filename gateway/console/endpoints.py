@@ -32,7 +32,7 @@ ASSETS = {
 # The page may talk to its own origin only; previews play from blob: URLs it makes itself.
 SECURITY_HEADERS = {
     "content-security-policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' blob:; "
         "img-src 'self' data: blob:; media-src blob:; base-uri 'none'; form-action 'none'; "
         "frame-ancestors 'none'"
     ),

@@ -10,15 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from gateway.db import now
 from gateway.jobs.tracker import JobTracker
+from gateway.videos.models import Job
 from gateway.videos.repository import JobRepository
 from gateway.videos.store import ContentStore
 
 log = logging.getLogger("gateway.reconciler")
 
 BATCH = 200
+# Batches polled at once: while one waits on upstreams, the next is claimed and sent. The
+# per-upstream cap (jobs.poll_concurrency) still bounds what each upstream sees.
+BATCHES_IN_FLIGHT = 4
 SWEEP_EVERY_S = 300.0
 
 
@@ -28,6 +33,8 @@ class Reconciler:
         self.store = store
         self.settings = tracker.settings
         self._task: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
         self.last_cycle_at: float | None = None
 
     def start(self) -> None:
@@ -38,6 +45,9 @@ class Reconciler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for batch in list(self._batches):
+            batch.cancel()
+        await asyncio.gather(*self._batches, return_exceptions=True)
 
     @property
     def tick_s(self) -> float:
@@ -50,21 +60,41 @@ class Reconciler:
                 swept_at = now()
                 self.store.sweep()
             try:
-                while await self.cycle() >= BATCH:
+                while await self._start_batch() >= BATCH:
                     pass
             except Exception:
                 log.exception("reconciler cycle failed")
             self.last_cycle_at = now()
             await asyncio.sleep(self.tick_s)
 
-    async def cycle(self) -> int:
-        """Claim a batch of due jobs and poll them; returns how many were claimed."""
+    async def _start_batch(self) -> int:
+        """Claim a batch of due jobs and start polling it; returns how many were claimed."""
+        await self._slots.acquire()
+        try:
+            claimed = await self._claim()
+        except BaseException:
+            self._slots.release()
+            raise
+        if not claimed:
+            self._slots.release()
+            return 0
+        task = asyncio.create_task(self._poll(claimed))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+        return len(claimed)
+
+    async def _claim(self) -> Sequence[Job]:
         at = now()
         jobs_cfg = self.settings.jobs
         async with self.tracker.sessions() as session, session.begin():
             repo = JobRepository(session)
             due = await repo.due(polled_before=at - jobs_cfg.poll_interval_s, at=at, limit=BATCH)
-            claimed = await repo.claim_batch(due, self.tracker.owner, at, at + jobs_cfg.lease_s)
-        if claimed:
-            await self.tracker.poll_batch(claimed)
-        return len(claimed)
+            return await repo.claim_batch(due, self.tracker.owner, at, at + jobs_cfg.lease_s)
+
+    async def _poll(self, jobs: Sequence[Job]) -> None:
+        try:
+            await self.tracker.poll_batch(jobs)
+        except Exception:
+            log.exception("polling a batch failed")
+        finally:
+            self._slots.release()

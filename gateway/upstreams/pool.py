@@ -44,13 +44,23 @@ class Placement:
         return keys[self.key_index % len(keys)]
 
 
+def _client(upstream: UpstreamConfig) -> httpx.AsyncClient:
+    # httpcore scans every pooled connection on each request, so one small pool per upstream
+    # costs far less per call than one large pool shared by all of them.
+    limits = httpx.Limits(max_connections=upstream.max_connections,
+                          max_keepalive_connections=min(64, upstream.max_connections),
+                          keepalive_expiry=30)
+    return httpx.AsyncClient(limits=limits, follow_redirects=True)
+
+
 class UpstreamPool:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.configs = {upstream.name: upstream for upstream in settings.upstreams}
+        self.clients = {upstream.name: _client(upstream) for upstream in settings.upstreams}
         self.adapters: dict[str, Adapter] = {
             upstream.name: ADAPTERS[upstream.flavor](
-                upstream.name, upstream.base_url, client, upstream.timeout_s
+                upstream.name, upstream.base_url, self.clients[upstream.name], upstream.timeout_s
             )
             for upstream in settings.upstreams
         }
@@ -62,6 +72,10 @@ class UpstreamPool:
             upstream.name: itertools.cycle(range(len(upstream.keys)))
             for upstream in settings.upstreams
         }
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
 
     def adapter(self, name: str) -> Adapter:
         return self.adapters[name]

@@ -337,7 +337,7 @@ function barChart(figure, bars) {
     figure.append(el("p", { class: "empty" }, "No jobs in this range."));
     return;
   }
-  const slot = 56, left = 64, top = 16, height = 160, bottom = 48;
+  const slot = 56, left = 64, top = 16, height = 160, bottom = 24;
   const width = left + slot * bars.length + 16;
   const max = Math.max(...bars.map((bar) => bar.value)) || 1;
   const chart = svg("svg", { viewBox: `0 0 ${width} ${top + height + bottom}`,
