@@ -64,13 +64,13 @@ async def console_asset(name: str) -> Response:
     return _serve(name)
 
 
-@router.get("/videos/{video_id}/content", response_class=StreamingResponse,
+@router.get("/videos/{video_id}/content", response_class=StreamingResponse,  # or a stored file
             dependencies=[AdminAuth])
 async def admin_content(
     video_id: str, ctx: Context,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
     range_header: Annotated[str | None, Header(alias="Range")] = None,
-) -> StreamingResponse:
+) -> Response:
     async with ctx.sessions() as session:
         job = await JobRepository(session).get(video_id)
     if job is None:
