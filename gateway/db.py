@@ -52,7 +52,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One connection per process: SQLite takes one writer at a time anyway, and queueing
+        # transactions here is far cheaper than its busy handler, which sleeps and retries.
+        # No transaction is held across an upstream call, so the queue stays short.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1,
+                                     max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)

@@ -57,6 +57,14 @@ class Job(Base):
 
 
 
+def replace_job(job: Job, **values: object) -> Job:
+    """A detached copy of ``job`` with ``values`` applied: what an UPDATE just wrote."""
+    copy = Job(**{column.key: getattr(job, column.key) for column in Job.__table__.columns})
+    for name, value in values.items():
+        setattr(copy, name, value)
+    return copy
+
+
 class VideoCharacter(Base):
     """A character (cameo) created on an upstream, owned by one token."""
 

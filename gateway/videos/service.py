@@ -38,7 +38,7 @@ from gateway.videos.inputs import (
     video_reference,
     video_upload,
 )
-from gateway.videos.models import UNFINISHED, Job
+from gateway.videos.models import UNFINISHED, Job, replace_job
 from gateway.videos.repository import JobRepository
 from gateway.videos.schemas import Video, public_status
 
@@ -239,17 +239,24 @@ class VideoService:
             "lease_owner": None, "lease_until": None,
         }
         async with self.ctx.sessions() as session, session.begin():
-            repo = JobRepository(session)
-            recorded = await repo.update(job.id, Job.status == "submitting", **values)
-            fresh = await repo.get(job.id)
-        assert fresh is not None
+            recorded = await JobRepository(session).update(job.id, Job.status == "submitting",
+                                                           **values)
         self.ctx.videos.drop(job.id)
         if not recorded:
             # Deleted or expired while the create was in flight: don't leave it running.
-            await self.ctx.tracker.cancel_upstream(fresh)
-        elif result.status not in UNFINISHED:
-            await self.ctx.tracker.apply(fresh, result)
-        return fresh
+            await self.ctx.tracker.cancel_upstream(replace_job(job, **values))
+            return await self._stored(job.id)
+        placed = replace_job(job, **values)
+        if result.status not in UNFINISHED:
+            await self.ctx.tracker.apply(placed, result)
+            return await self._stored(job.id)
+        return placed
+
+    async def _stored(self, job_id: str) -> Job:
+        async with self.ctx.sessions() as session:
+            job = await JobRepository(session).get(job_id)
+        assert job is not None
+        return job
 
     # -- reading -----------------------------------------------------------------------------
     async def _owned(self, video_id: str, *, param: str = "video_id") -> Job:
