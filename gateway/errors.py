@@ -19,6 +19,8 @@ class GatewayError(Exception):
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None, status: int | None = None) -> None:
+        # Messages may quote client input; keep them encodable whatever the client sent.
+        message = message.encode("utf-8", "replace").decode("utf-8")
         super().__init__(message)
         self.message = message
         self.param = param

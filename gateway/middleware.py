@@ -10,12 +10,14 @@ from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import GatewayError, RequestTooLarge
+from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
 from gateway.metrics import REQUEST_SECONDS, REQUESTS
 
 log = logging.getLogger("gateway.http")
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+MAX_HEADER_BYTES = 32 * 1024
 
 
 class _BodyTooLarge(RequestTooLarge):
@@ -57,6 +59,9 @@ class GatewayMiddleware:
         if _declared_length(scope) > limit:
             await _render(RequestTooLarge(self._too_large()), send_with_id)
             return
+        if (refusal := _refuse_request_line(scope)) is not None:
+            await _render(refusal, send_with_id)
+            return
         received = 0
 
         async def bounded_receive() -> Message:
@@ -86,6 +91,17 @@ class GatewayMiddleware:
 
     def _too_large(self) -> str:
         return f"The request is larger than the {self.max_body_bytes // (1024 * 1024)} MB limit."
+
+
+def _refuse_request_line(scope: Scope) -> GatewayError | None:
+    """Headers too large to be honest, or a NUL byte no parameter can contain."""
+    header_bytes = sum(len(name) + len(value) for name, value in scope.get("headers", []))
+    if header_bytes > MAX_HEADER_BYTES:
+        return InvalidRequest("Request headers are too large.", code="headers_too_large",
+                              status=431)
+    if b"%00" in scope.get("query_string", b""):
+        return InvalidRequest("The query string contains a NUL byte.")
+    return None
 
 
 def _declared_length(scope: Scope) -> int:

@@ -16,8 +16,8 @@ from starlette.responses import StreamingResponse
 
 from gateway.errors import NotFound, VideoNotReady
 from gateway.tokens.auth import AdminAuth, Context
+from gateway.videos.admin import any_job
 from gateway.videos.content import stream_content
-from gateway.videos.repository import JobRepository
 from gateway.videos.schemas import public_status
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -71,10 +71,7 @@ async def admin_content(
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
     range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
-    async with ctx.sessions() as session:
-        job = await JobRepository(session).get(video_id)
-    if job is None:
-        raise NotFound(f"No video found with id '{video_id}'.", param="video_id")
+    job = await any_job(ctx, video_id)
     if job.status != "completed":
         raise VideoNotReady(f"Video '{video_id}' is {public_status(job.status)}; content is "
                             "available once it has completed.")

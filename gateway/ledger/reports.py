@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import now
@@ -144,21 +143,33 @@ MONEY_FIELDS = ("topups", "balance", "held", "charged", "refunded")
 
 
 async def reconcile(session: AsyncSession, *, max_age_s: float) -> dict[str, Any]:
-    """Prove, per token and in total, that top-ups = balance + held + charged."""
-    sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    totals_query = select(LedgerEntry.token_id, LedgerEntry.kind,
-                          func.sum(LedgerEntry.amount_micros)).group_by(
-        LedgerEntry.token_id, LedgerEntry.kind)
-    for token_id, kind, amount in (await session.execute(totals_query)).all():
-        sums[token_id][kind] = int(amount or 0)
-    tokens = (await session.execute(select(Token).order_by(Token.id))).scalars().all()
-    balances = [_token_balance(token, sums[token.id]) for token in tokens]
+    """Prove, per token and in total, that top-ups = balance + held + charged.
+
+    Balances and ledger sums are read by one statement, so they describe one moment even
+    while jobs settle around it.
+    """
+    def total(*kinds: str) -> Any:
+        amount = case((LedgerEntry.kind.in_(kinds), LedgerEntry.amount_micros), else_=0)
+        return func.coalesce(func.sum(amount), 0)
+
+    sums = (
+        select(LedgerEntry.token_id, total("topup").label("topups"),
+               total("hold").label("holds"), total("capture").label("charged"),
+               total("refund", "release").label("refunded"))
+        .group_by(LedgerEntry.token_id).subquery()
+    )
+    query = (
+        select(Token.id, Token.name, Token.balance_micros, Token.held_micros, sums.c.topups,
+               sums.c.holds, sums.c.charged, sums.c.refunded)
+        .outerjoin(sums, sums.c.token_id == Token.id).order_by(Token.id)
+    )
+    balances = [_token_balance(row) for row in (await session.execute(query)).all()]
     stale = await _stale_holds(session, now() - max_age_s)
-    total = {name: sum(int(row[name]) for row in balances) for name in MONEY_FIELDS}
+    grand = {name: sum(int(row[name]) for row in balances) for name in MONEY_FIELDS}
     return {
         "object": "reconciliation",
         "ok": all(row["ok"] for row in balances) and not stale,
-        "total": _usd(total),
+        "total": _usd(grand),
         "tokens": [_usd(row) for row in balances],
         "stale_holds": stale,
     }
@@ -169,14 +180,14 @@ def _usd(row: dict[str, Any]) -> dict[str, Any]:
             for k, v in row.items()}
 
 
-def _token_balance(token: Token, kinds: dict[str, int]) -> dict[str, Any]:
-    topups, charged = kinds.get("topup", 0), kinds.get("capture", 0)
-    refunded = kinds.get("refund", 0) + kinds.get("release", 0)
-    balanced = topups == token.balance_micros + token.held_micros + charged
-    holds_settled = kinds.get("hold", 0) == charged + refunded + token.held_micros
+def _token_balance(row: Any) -> dict[str, Any]:
+    topups, holds = int(row.topups or 0), int(row.holds or 0)
+    charged, refunded = int(row.charged or 0), int(row.refunded or 0)
+    balanced = topups == row.balance_micros + row.held_micros + charged
+    holds_settled = holds == charged + refunded + row.held_micros
     return {
-        "token_id": token.id, "name": token.name, "topups": topups,
-        "balance": token.balance_micros, "held": token.held_micros, "charged": charged,
+        "token_id": row.id, "name": row.name, "topups": topups,
+        "balance": row.balance_micros, "held": row.held_micros, "charged": charged,
         "refunded": refunded, "ok": balanced and holds_settled,
     }
 

@@ -28,3 +28,12 @@ def constant_time_equals(given: str, expected: str) -> bool:
 
 def new_id(prefix: str, nbytes: int = 16) -> str:
     return f"{prefix}_{secrets.token_hex(nbytes)}"
+
+
+def is_id(value: str, prefix: str, nbytes: int = 16) -> bool:
+    """Whether ``value`` has the shape of an id minted by new_id (checked before any query)."""
+    body = value.removeprefix(f"{prefix}_")
+    return body != value and len(body) == 2 * nbytes and all(c in HEX for c in body)
+
+
+HEX = frozenset("0123456789abcdef")

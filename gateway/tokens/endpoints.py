@@ -75,7 +75,8 @@ async def topup_token(token_id: str, spec: TopUp, ctx: Context) -> TokenOut:
 
 
 @router.get("/{token_id}/ledger", response_model=LedgerPage)
-async def token_ledger(token_id: str, ctx: Context, after: int | None = None,
+async def token_ledger(token_id: str, ctx: Context,
+                       after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> LedgerPage:
     entries = await TokenService(ctx).ledger(token_id, after=after, limit=limit + 1)
     return LedgerPage(data=[LedgerEntryOut.of(entry) for entry in entries[:limit]],

@@ -10,6 +10,7 @@ from gateway.ledger.pricing import micros_to_usd
 from gateway.tokens.models import Token
 
 BillingMode = Literal["per_second", "per_call"]
+INT32_MAX = 2**31 - 1
 
 
 def _epoch(value: object) -> object:
@@ -31,8 +32,8 @@ class TokenCreate(_Input):
     balance_usd: Decimal = Field(Decimal(0), ge=0, max_digits=18, decimal_places=6)
     models: list[str] = Field(default_factory=list)
     expires_at: float | None = None
-    rpm: int | None = Field(None, ge=1)
-    max_concurrent_jobs: int | None = Field(None, ge=1)
+    rpm: int | None = Field(None, ge=1, le=INT32_MAX)
+    max_concurrent_jobs: int | None = Field(None, ge=1, le=INT32_MAX)
 
     _expires = field_validator("expires_at", mode="before")(_epoch)
 
@@ -44,8 +45,8 @@ class TokenUpdate(_Input):
     models: list[str] | None = None
     expires_at: float | None = None
     disabled: bool | None = None
-    rpm: int | None = Field(None, ge=1)
-    max_concurrent_jobs: int | None = Field(None, ge=1)
+    rpm: int | None = Field(None, ge=1, le=INT32_MAX)
+    max_concurrent_jobs: int | None = Field(None, ge=1, le=INT32_MAX)
 
     _expires = field_validator("expires_at", mode="before")(_epoch)
 

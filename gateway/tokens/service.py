@@ -11,10 +11,16 @@ from gateway.ledger import service as ledger
 from gateway.ledger.models import LedgerEntry
 from gateway.ledger.pricing import usd_to_micros
 from gateway.ledger.repository import LedgerRepository
-from gateway.tokens.crypto import generate_token, hash_token, new_id, token_hint
+from gateway.tokens.crypto import generate_token, hash_token, is_id, new_id, token_hint
 from gateway.tokens.models import Token
 from gateway.tokens.repository import TokenRepository
 from gateway.tokens.schemas import TokenCreate, TokenUpdate, TopUp
+
+
+def _known_shape(token_id: str) -> None:
+    """Ids we never minted are unknown without asking the database (which may refuse NUL)."""
+    if not is_id(token_id, "tok", 12):
+        raise NotFound(f"No token with id {token_id[:80]!r}.", param="token_id")
 
 
 class TokenService:
@@ -55,6 +61,7 @@ class TokenService:
         return await self.get(token.id), plaintext
 
     async def get(self, token_id: str) -> Token:
+        _known_shape(token_id)
         async with self.ctx.sessions() as session:
             token = await TokenRepository(session).get(token_id)
         if token is None:
@@ -72,7 +79,11 @@ class TokenService:
             return await TokenRepository(session).list()
 
     async def update(self, token_id: str, change: TokenUpdate) -> Token:
+        _known_shape(token_id)
         values = change.model_dump(exclude_unset=True)
+        for name in ("name", "group", "billing_mode", "disabled", "models"):
+            if name in values and values[name] is None:
+                raise InvalidRequest(f"'{name}' cannot be null.", param=name)
         self._check_group(values.get("group"), values.get("billing_mode"))
         self._check_models(values.get("models"))
         async with self.ctx.sessions() as session, session.begin():
@@ -84,6 +95,7 @@ class TokenService:
         return await self._changed(token_id)
 
     async def revoke(self, token_id: str) -> Token:
+        _known_shape(token_id)
         async with self.ctx.sessions() as session, session.begin():
             token = await TokenRepository(session).get(token_id)
             if token is None:
@@ -92,6 +104,7 @@ class TokenService:
         return await self._changed(token_id)
 
     async def topup(self, token_id: str, spec: TopUp) -> Token:
+        _known_shape(token_id)
         async with self.ctx.sessions() as session, session.begin():
             if not await ledger.topup(session, token_id, usd_to_micros(spec.amount_usd),
                                       spec.note):

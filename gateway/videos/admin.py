@@ -11,6 +11,7 @@ from gateway.db import now
 from gateway.errors import InvalidRequest, NotFound
 from gateway.ledger.pricing import micros_to_usd
 from gateway.tokens.auth import AdminAuth, Context
+from gateway.tokens.crypto import is_id
 from gateway.videos.models import Job
 from gateway.videos.repository import JobRepository, admin_page, seq_of
 from gateway.videos.schemas import Video
@@ -70,10 +71,17 @@ async def list_videos(ctx: Context, token_id: str | None = None, status: str | N
                           last_id=data[-1].id if data else None, has_more=len(jobs) > limit)
 
 
+async def any_job(ctx: Context, video_id: str) -> Job:
+    """Any token's job, for the operator; unknown ids are 404."""
+    job = None
+    if is_id(video_id, "video"):
+        async with ctx.sessions() as session:
+            job = await JobRepository(session).get(video_id)
+    if job is None:
+        raise NotFound(f"No video found with id {video_id[:80]!r}.", param="video_id")
+    return job
+
+
 @router.get("/{video_id}", response_model=AdminVideo)
 async def show_video(video_id: str, ctx: Context) -> AdminVideo:
-    async with ctx.sessions() as session:
-        job = await JobRepository(session).get(video_id)
-    if job is None:
-        raise NotFound(f"No video found with id '{video_id}'.", param="video_id")
-    return AdminVideo.of_job(job, now())
+    return AdminVideo.of_job(await any_job(ctx, video_id), now())

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from gateway.context import AppContext
 from gateway.db import now
 from gateway.errors import InvalidRequest, NotFound, NoUpstream
-from gateway.tokens.crypto import new_id
+from gateway.tokens.crypto import is_id, new_id
 from gateway.tokens.models import Token
 from gateway.upstreams.base import Adapter, Character
 from gateway.upstreams.pool import Placement
@@ -65,8 +65,10 @@ class CharacterService:
         return row
 
     async def get(self, character_id: str) -> VideoCharacter:
-        async with self.ctx.sessions() as session:
-            row = await session.get(VideoCharacter, character_id)
+        row = None
+        if is_id(character_id, "char"):
+            async with self.ctx.sessions() as session:
+                row = await session.get(VideoCharacter, character_id)
         if row is None or row.token_id != self.token.id:
             raise NotFound(f"No character found with id '{character_id}'.",
                            param="character_id")

@@ -13,7 +13,7 @@ from fastapi import Request
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from gateway.config import Settings
 from gateway.errors import InvalidRequest
@@ -49,20 +49,64 @@ async def read_body(request: Request) -> dict[str, Any]:
             raise InvalidRequest("The request body is not valid JSON.", param=None) from exc
         if not isinstance(body, dict):
             raise InvalidRequest("The request body must be a JSON object.")
+        _check_text(body, None)
         return body
-    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        # Parts are bounded by the request-size limit the middleware already enforces.
-        limit = request.app.state.ctx.settings.max_upload_bytes
+    if content_type == "multipart/form-data":
+        return _form_fields(await _multipart(request))
+    if content_type == "application/x-www-form-urlencoded":
         try:
-            form = await request.form(max_files=4, max_fields=MAX_FIELDS, max_part_size=limit)
-        except MultiPartException as exc:
-            raise InvalidRequest(f"Malformed multipart body: {exc.message}") from exc
-        except HTTPException as exc:  # how Starlette reports a multipart parse failure
-            raise InvalidRequest(f"Malformed multipart body: {exc.detail}") from exc
-        return _form_fields(form)
+            form = await request.form(max_files=0, max_fields=MAX_FIELDS)
+        except (MultiPartException, HTTPException) as exc:
+            raise InvalidRequest("Malformed form body.") from exc
+        fields = _form_fields(form)
+        _check_text(fields, None)
+        return fields
     raise InvalidRequest(
         "Send the request as multipart/form-data or application/json.", code="invalid_request"
     )
+
+
+class _StrictMultiPartParser(MultiPartParser):
+    """Starlette's parser, but a text part that is not UTF-8 is an error, not latin-1."""
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:
+            try:
+                _check_text(bytes(part.data).decode("utf-8"), part.field_name)
+            except UnicodeDecodeError:
+                raise InvalidRequest(f"'{part.field_name}' is not valid UTF-8 text.",
+                                     param=part.field_name) from None
+        super().on_part_end()
+
+
+async def _multipart(request: Request) -> FormData:
+    # Parts are bounded by the request-size limit the middleware already enforces.
+    limit = request.app.state.ctx.settings.max_upload_bytes
+    parser = _StrictMultiPartParser(request.headers, request.stream(), max_files=4,
+                                    max_fields=MAX_FIELDS, max_part_size=limit)
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidRequest(f"Malformed multipart body: {exc.message}") from exc
+
+
+def _check_text(value: Any, param: str | None) -> None:
+    """Refuse text no database or upstream can store: NUL, or code points that are not UTF-8."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, param)
+            _check_text(item, f"{param}.{key}" if param else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item, param)
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest(f"'{param}' is not valid UTF-8 text.", param=param) from None
+        if "\x00" in value:
+            raise InvalidRequest(f"'{param}' contains a NUL character.", param=param)
 
 
 def _form_fields(form: FormData) -> dict[str, Any]:

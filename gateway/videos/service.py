@@ -24,7 +24,7 @@ from gateway.errors import (
 from gateway.jobs.tracker import DELETED
 from gateway.ledger import service as ledger
 from gateway.ledger.pricing import price_micros
-from gateway.tokens.crypto import new_id
+from gateway.tokens.crypto import is_id, new_id
 from gateway.tokens.models import Token
 from gateway.upstreams.base import Adapter, DeriveRequest, SubmitRequest, UpstreamJob
 from gateway.upstreams.pool import Placement
@@ -195,6 +195,11 @@ class VideoService:
         except GatewayError as exc:
             await self._abandon(job, exc)
             raise
+        except Exception:
+            # A fault of ours before any upstream answer: give the money back at once.
+            await self._abandon(job, GatewayError("The job could not be submitted.",
+                                                  code="internal_error"))
+            raise
         return await self._placed(job, placement, result)
 
     async def _check_rate(self, repo: JobRepository) -> None:
@@ -260,6 +265,8 @@ class VideoService:
 
     # -- reading -----------------------------------------------------------------------------
     async def _owned(self, video_id: str, *, param: str = "video_id") -> Job:
+        if not is_id(video_id, "video"):  # not one of ours: no need to ask the database
+            raise NotFound(f"No video found with id '{video_id[:80]!r}'.", param=param)
         async with self.ctx.sessions() as session:
             job = await JobRepository(session).get_owned(video_id, self.token.id)
         if job is None:
@@ -298,7 +305,7 @@ class VideoService:
             raise InvalidRequest(f"'limit' must be between 1 and {MAX_PAGE}.", param="limit")
         if order not in ("asc", "desc"):
             raise InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
-        after_seq = (await self._owned(after)).seq if after else None
+        after_seq = (await self._owned(after, param="after")).seq if after else None
         async with self.ctx.sessions() as session:
             jobs = await JobRepository(session).page(self.token.id, after_seq=after_seq,
                                                      limit=limit + 1,
