@@ -974,7 +974,7 @@ class TestNotFound:
                 check.sdk(info.value, openai.NotFoundError, 404, "invalid_request_error",
                           "not_found", "video_id")
             listed = api.call(other_token, "GET", "/v1/videos", params={"after": video.id})
-            check.raw(listed, 404, "invalid_request_error", "not_found", "video_id")
+            check.raw(listed, 404, "invalid_request_error", "not_found", "after")
         assert other.videos.list().data == []
         assert len(api.stats(simulator)["deletes"]) == deletes_before
         assert owner.videos.retrieve(video.id).status == "completed"
