@@ -28,7 +28,7 @@ class TokenService:
         self.ctx = ctx
         self.settings = ctx.settings
 
-    def _check_group(self, group: str | None, billing_mode: str | None) -> None:
+    def _check_group(self, group: str | None) -> None:
         if group is not None and group not in self.settings.groups:
             raise InvalidRequest(
                 f"Unknown group '{group}'; configured groups: {', '.join(self.settings.groups)}.",
@@ -41,7 +41,7 @@ class TokenService:
             raise InvalidRequest(f"Unknown models: {', '.join(unknown)}.", param="models")
 
     async def create(self, spec: TokenCreate) -> tuple[Token, str]:
-        self._check_group(spec.group, spec.billing_mode)
+        self._check_group(spec.group)
         self._check_models(spec.models)
         plaintext = generate_token()
         at = now()
@@ -84,7 +84,7 @@ class TokenService:
         for name in ("name", "group", "billing_mode", "disabled", "models"):
             if name in values and values[name] is None:
                 raise InvalidRequest(f"'{name}' cannot be null.", param=name)
-        self._check_group(values.get("group"), values.get("billing_mode"))
+        self._check_group(values.get("group"))
         self._check_models(values.get("models"))
         async with self.ctx.sessions() as session, session.begin():
             token = await TokenRepository(session).get(token_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -216,6 +215,3 @@ def _clamp(value: Any) -> int:
     except (TypeError, ValueError):
         return 0
 
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"))

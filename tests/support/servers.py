@@ -252,4 +252,8 @@ class Gateway:
         unsettled = holds - sum((totals.get(k, zero) for k in ("capture", "refund", "release")),
                                 zero)
         assert unsettled == held, (unsettled, held)
+        with self.admin() as admin:  # and the gateway's own proof agrees
+            report = admin.get("/admin/reconcile").json()
+        row = next(t for t in report["tokens"] if t["token_id"] == token_id)
+        assert row["ok"] is True, row
         return totals
