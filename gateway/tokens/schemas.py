@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.ledger.pricing import micros_to_usd
 from gateway.tokens.models import Token
@@ -21,8 +21,24 @@ def _epoch(value: object) -> object:
     return value
 
 
+def storable(value: str) -> str:
+    """Text every database can store: UTF-8 encodable and without NUL."""
+    value.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _storable_text(self) -> _Input:
+        for value in self.__dict__.values():
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str):
+                    storable(text)
+        return self
 
 
 class TokenCreate(_Input):
