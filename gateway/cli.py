@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gateway.cli_admin import jobs_app, tokens_app, usage
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.cli_admin import ConfigOption, jobs_app, load, tokens_app, usage
+from gateway.config import Settings
 
 app = typer.Typer(help="Video Gateway: OpenAI-compatible video generation gateway.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="YAML config (default: ./config.yaml if present)."),
-]
-
-
-def _settings(config: Path | None, **overrides: object) -> Settings:
-    try:
-        return load_settings(config, **overrides)
-    except ConfigError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
-
 
 def _require_admin_token(settings: Settings) -> None:
     if not settings.admin_token:
@@ -59,7 +44,7 @@ def serve(
 
     from gateway.logs import configure_logging
 
-    settings = _settings(config, host=host, port=port)
+    settings = load(config, host=host, port=port)
     _require_admin_token(settings)
     configure_logging(settings.log_level)
     if migrate:
@@ -81,7 +66,7 @@ def serve(
 @app.command()
 def migrate(config: ConfigOption = None) -> None:
     """Apply database migrations and exit."""
-    settings = _settings(config)
+    settings = load(config)
     _migrate(settings)
     typer.echo("database is up to date")
 

@@ -28,7 +28,7 @@ from gateway.videos.repository import JobRepository, admin_page
 T = TypeVar("T")
 # Ids must print whole even when the output is piped (rich assumes 80 columns then).
 console = Console(width=None if Console().is_terminal else 200)
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 200)
 
 ConfigOption = Annotated[
     Path | None,
@@ -45,9 +45,9 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def load(config: Path | None) -> Settings:
+def load(config: Path | None, **overrides: object) -> Settings:
     try:
-        return load_settings(config)
+        return load_settings(config, **overrides)
     except ConfigError as exc:
         raise fail(str(exc), 2) from None
 

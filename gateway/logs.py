@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from gateway.middleware import request_id_var
@@ -38,4 +37,3 @@ def configure_logging(level: str) -> None:
     # The access log would repeat each request; httpx would log upstream URLs with their ids.
     for noisy in ("uvicorn.access", "httpx", "httpcore", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.Formatter.converter = time.gmtime

@@ -68,6 +68,3 @@ class VideoDeleted(BaseModel):
     object: Literal["video.deleted"] = "video.deleted"
     deleted: bool = True
 
-
-class RemixBody(BaseModel):
-    prompt: str
