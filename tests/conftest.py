@@ -7,7 +7,29 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import Gateway, Simulator, base_config, upstream
+from tests.support.servers import (
+    SDK_CLIENTS,
+    Gateway,
+    Simulator,
+    base_config,
+    close_sdk_clients,
+    upstream,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_fixture_clients() -> Iterator[None]:
+    """SDK clients made by module and session fixtures, closed when the run ends."""
+    yield
+    close_sdk_clients()
+
+
+@pytest.fixture(autouse=True)
+def _close_test_clients() -> Iterator[None]:
+    """SDK clients a test made (after its broader fixtures made theirs), closed when it ends."""
+    keep = len(SDK_CLIENTS)
+    yield
+    close_sdk_clients(keep)
 
 
 @pytest.fixture(scope="session")

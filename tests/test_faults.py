@@ -22,7 +22,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from typing import Any
 
@@ -41,7 +40,9 @@ from tests.support.servers import (
     ADMIN_TOKEN,
     SIM_KEY,
     Gateway,
+    QuietHandler,
     Simulator,
+    ThreadedServer,
     base_config,
     free_port,
     upstream,
@@ -277,12 +278,7 @@ class GarbageUpstream:
         self._lock = threading.Lock()
         upstream_ = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
+        class Handler(QuietHandler):
             def answer(self, status: int, body: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -325,25 +321,22 @@ class GarbageUpstream:
                 self.answer(200, json.dumps({"id": job_id, "object": "video.deleted",
                                              "deleted": True}).encode())
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.http = ThreadedServer(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.http.url
 
     @property
     def base_url(self) -> str:
         return f"{self.url}/v1"
 
     def start(self) -> GarbageUpstream:
-        self.thread.start()
+        self.http.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.stop()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,9 @@ from tests.conftest import wait_for
 from tests.support.servers import (
     SIM_KEY,
     Gateway,
+    QuietHandler,
     Simulator,
+    ThreadedServer,
     base_config,
     free_port,
     upstream,
@@ -54,23 +55,6 @@ def _http(gw: Gateway, token: str) -> httpx.Client:
     """Raw HTTP against the gateway's /v1, for what the SDK cannot express or hides."""
     return httpx.Client(base_url=f"{gw.url}/v1", headers={"Authorization": f"Bearer {token}"},
                         timeout=30)
-
-
-_CLIENTS: list[OpenAI] = []
-
-
-def _sdk(gw: Gateway, token: str) -> OpenAI:
-    """The official SDK client for a token, closed when the test ends."""
-    client = gw.client(token)
-    _CLIENTS.append(client)
-    return client
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
 
 
 def _upstream_id(sim: Simulator, prompt: str) -> str:
@@ -189,12 +173,7 @@ class _RecordingProxy:
         self._lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
+        class Handler(QuietHandler):
             def forward(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
@@ -216,21 +195,18 @@ class _RecordingProxy:
             do_POST = forward
             do_DELETE = forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.http = ThreadedServer(Handler)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"{self.http.url}/v1"
 
     def __enter__(self) -> _RecordingProxy:
-        self.thread.start()
+        self.http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.stop()
 
     def keys_for(self, upstream_id: str) -> list[tuple[str, str, str]]:
         with self._lock:
@@ -295,7 +271,7 @@ class TestVideoObject:
         self, gateway: Gateway
     ) -> None:
         token_id, token = gateway.create_token(balance_usd="3")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         prompt = f"object shape {_tag()} [duration:0.6]"
 
         raw = client.videos.with_raw_response.create(prompt=prompt)
@@ -345,7 +321,7 @@ class TestVideoObject:
 
     def test_failed_video_carries_an_error_object_and_is_refunded(self, gateway: Gateway) -> None:
         token_id, token = gateway.create_token(balance_usd="1")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         video = client.videos.create(prompt=f"doomed {_tag()} [fail] [duration:0.2]")
         _assert_held(gateway, token_id, video.id, "0.400000", "0.600000")
 
@@ -367,7 +343,7 @@ class TestVideoObject:
         self, gateway: Gateway, simulator: Simulator
     ) -> None:
         token_id, token = gateway.create_token(balance_usd="2")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         ids = []
         for _ in range(3):
             prompt = f"id check {_tag()} [duration:0.2]"
@@ -393,7 +369,7 @@ class TestVideoObject:
     ) -> None:
         sim = simulator if group == "official" else compat_simulator
         token_id, token = gateway.create_token(group=group, balance_usd="5")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         prompt = f"leak check {_tag()} [duration:0.2]"
         exposed: list[str] = []
 
@@ -548,7 +524,7 @@ class TestContentDownload:
 
     def test_content_of_a_running_video_is_409_video_not_ready(self, gateway: Gateway) -> None:
         token_id, token = gateway.create_token(balance_usd="1")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         video = client.videos.create(prompt=f"not yet {_tag()} [never]")
         with pytest.raises(openai.ConflictError) as caught:
             client.videos.download_content(video.id)
@@ -569,7 +545,7 @@ class TestStreaming:
         gw = dedicated.gw
         assert gw.process is not None
         token_id, token = gw.create_token(group="restricted", balance_usd="2")
-        client = _sdk(gw, token)
+        client = gw.client(token)
         # Warm the content path (and any copy the gateway keeps) so the baseline includes it.
         small = _completed(client, f"warm up {_tag()} [size:{MIB}] [duration:0.2]")
         assert len(client.videos.download_content(small.id).content) == MIB
@@ -611,7 +587,7 @@ class TestStreaming:
     ) -> None:
         size = 2 * MIB
         token_id, token = gateway.create_token(balance_usd="1")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         prompt = f"breaks {_tag()} [content-break] [size:{size}] [duration:0.2]"
         video = _completed(client, prompt)
         expected = expected_content(_upstream_id(simulator, prompt), size)
@@ -650,7 +626,7 @@ class TestCompatFlavor:
     ) -> None:
         size = 200000
         token_id, token = gateway.create_token(group="resale", balance_usd="2")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         prompt = f"compat {_tag()} {url_directive} [size:{size}] [duration:0.5]".replace("  ", " ")
         downloads_before = compat_simulator.stats()["content_requests"]
         video = client.videos.create(prompt=prompt)
@@ -689,7 +665,7 @@ class TestCompatFlavor:
         self, gateway: Gateway, directives: str, message: str
     ) -> None:
         token_id, token = gateway.create_token(group="resale", balance_usd="2")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         video = client.videos.create(prompt=f"compat fail {_tag()} {directives} [duration:0.2]")
         _assert_held(gateway, token_id, video.id, "0.600000", "1.400000")
 
@@ -710,7 +686,7 @@ class TestCompatFlavor:
 
     def test_unknown_upstream_status_never_reaches_the_client(self, gateway: Gateway) -> None:
         token_id, token = gateway.create_token(balance_usd="1")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         video = client.videos.create(prompt=f"odd {_tag()} [unknown-status] [duration:0.8]")
         seen: list[str] = [video.status]
         with _http(gateway, token) as http:
@@ -732,7 +708,7 @@ class TestOwnershipIsolation:
     def test_another_tokens_video_is_not_found_everywhere(self, gateway: Gateway) -> None:
         owner_id, owner_token = gateway.create_token(balance_usd="2")
         other_id, other_token = gateway.create_token(balance_usd="2")
-        owner, other = _sdk(gateway, owner_token), _sdk(gateway, other_token)
+        owner, other = gateway.client(owner_token), gateway.client(other_token)
         video = _completed(owner, f"mine {_tag()} [duration:0.2]")
 
         attempts: list[Callable[[], object]] = [
@@ -759,7 +735,7 @@ class TestOwnershipIsolation:
     def test_list_shows_only_the_callers_own_videos(self, gateway: Gateway) -> None:
         a_id, a_token = gateway.create_token(balance_usd="2")
         b_id, b_token = gateway.create_token(balance_usd="2")
-        a, b = _sdk(gateway, a_token), _sdk(gateway, b_token)
+        a, b = gateway.client(a_token), gateway.client(b_token)
         a_video = a.videos.create(prompt=f"a {_tag()} [duration:0.2]")
         b_video = b.videos.create(prompt=f"b {_tag()} [duration:0.2]")
 
@@ -833,7 +809,7 @@ class TestListing:
         assert body["last_id"] is None
         assert body["first_id"] is None
         assert body["has_more"] is False
-        assert list(_sdk(gateway, token).videos.list()) == []
+        assert list(gateway.client(token).videos.list()) == []
 
     @pytest.mark.parametrize("limit", [0, 1000, -1])
     def test_limit_out_of_range_is_400(self, gateway: Gateway, five_videos: dict[str, Any],
@@ -871,7 +847,7 @@ class TestDelete:
         self, gateway: Gateway, simulator: Simulator
     ) -> None:
         token_id, token = gateway.create_token(balance_usd="1")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         prompt = f"delete me {_tag()} [duration:0.2]"
         video = _completed(client, prompt)
         upstream_id = _upstream_id(simulator, prompt)
@@ -899,7 +875,7 @@ class TestDelete:
         self, gateway: Gateway, simulator: Simulator
     ) -> None:
         token_id, token = gateway.create_token(balance_usd="1")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         prompt = f"cancel me {_tag()} [never]"
         video = client.videos.create(prompt=prompt)
         upstream_id = _upstream_id(simulator, prompt)
@@ -922,7 +898,7 @@ class TestPollingLoad:
         self, gateway: Gateway, simulator: Simulator
     ) -> None:
         token_id, token = gateway.create_token(balance_usd="1")
-        client = _sdk(gateway, token)
+        client = gateway.client(token)
         prompt = f"popular {_tag()} [never]"
         video = client.videos.create(prompt=prompt)
         upstream_id = _upstream_id(simulator, prompt)
@@ -933,7 +909,7 @@ class TestPollingLoad:
         errors: list[BaseException] = []
 
         def poller() -> None:
-            own = _sdk(gateway, token)
+            own = gateway.client(token)
             deadline = time.monotonic() + duration
             try:
                 while time.monotonic() < deadline:
@@ -967,7 +943,7 @@ class TestFailover:
     def test_unreachable_first_upstream_fails_over_at_create(self, dedicated: Dedicated) -> None:
         gw, flaky = dedicated.gw, dedicated.flaky
         token_id, token = gw.create_token(balance_usd="3")
-        client = _sdk(gw, token)
+        client = gw.client(token)
 
         prompts = [f"failover {n} {_tag()} [duration:0.2]" for n in range(3)]
         videos = [client.videos.create(prompt=prompt) for prompt in prompts]
@@ -989,7 +965,7 @@ class TestFailover:
     ) -> None:
         gw, flaky = dedicated.gw, dedicated.flaky
         token_id, token = gw.create_token(balance_usd="3")
-        client = _sdk(gw, token)
+        client = gw.client(token)
         creates_before = flaky.stats()["creates"]
         jobs_before = len(flaky.stats()["jobs"])
         flaky.faults(503, count=3)
@@ -1019,7 +995,7 @@ class TestFailover:
     ) -> None:
         gw, sim, proxy, keys = dedicated.gw, dedicated.keyed, dedicated.proxy, dedicated.keys
         token_id, token = gw.create_token(group="budget", balance_usd="3")
-        client = _sdk(gw, token)
+        client = gw.client(token)
 
         prompts = [f"keys {n} {_tag()} [size:1000] [duration:0.2]" for n in range(4)]
         videos = [client.videos.create(prompt=prompt) for prompt in prompts]

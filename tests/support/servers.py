@@ -9,9 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,18 @@ from openai import OpenAI
 
 ADMIN_TOKEN = "admin-" + secrets.token_urlsafe(16)
 SIM_KEY = "sk-sim-" + secrets.token_hex(8)
+
+# Every SDK client a test gateway hands out. Each is closed when the test (or fixture) that
+# made it ends: one left to the garbage collector can have its socket finalised before the
+# client that would close it, and the suite treats the "unclosed socket" warning as an error
+# in whichever later test the collection happens to run.
+SDK_CLIENTS: list[OpenAI] = []
+
+
+def close_sdk_clients(keep: int = 0) -> None:
+    """Close the clients handed out after the first ``keep``."""
+    while len(SDK_CLIENTS) > keep:
+        SDK_CLIENTS.pop().close()
 
 
 def free_port() -> int:
@@ -49,6 +63,35 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A keep-alive request handler that logs nothing to the test output."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class ThreadedServer:
+    """An http.server on a loopback port, served from a daemon thread of the test process."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @dataclass
@@ -232,7 +275,9 @@ class Gateway:
     def client(self, token: str, **kwargs: Any) -> OpenAI:
         kwargs.setdefault("max_retries", 0)
         kwargs.setdefault("timeout", 30)
-        return OpenAI(base_url=f"{self.url}/v1", api_key=token, **kwargs)
+        client = OpenAI(base_url=f"{self.url}/v1", api_key=token, **kwargs)
+        SDK_CLIENTS.append(client)
+        return client
 
     def assert_reconciles(self, token_id: str) -> dict[str, Decimal]:
         """top-ups = balance + held + captured, and each job settled at most once."""
