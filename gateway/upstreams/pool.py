@@ -23,6 +23,7 @@ from gateway.upstreams.base import (
 from gateway.upstreams.breaker import Breaker
 from gateway.upstreams.compat import CompatAdapter
 from gateway.upstreams.openai import OpenAIAdapter
+from gateway.upstreams.transport import upstream_client
 
 log = logging.getLogger("gateway.upstreams")
 
@@ -50,7 +51,7 @@ def _client(upstream: UpstreamConfig) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=upstream.max_connections,
                           max_keepalive_connections=min(64, upstream.max_connections),
                           keepalive_expiry=30)
-    return httpx.AsyncClient(limits=limits, follow_redirects=True)
+    return upstream_client(limits)
 
 
 class UpstreamPool:
