@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, MetaData, event
+from sqlalchemy import BigInteger, Integer, MetaData, event, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+
+from gateway import sqlite
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -54,8 +56,17 @@ def create_engine(url: str) -> AsyncEngine:
         # One connection per process: SQLite takes one writer at a time anyway, and queueing
         # transactions here is far cheaper than its busy handler, which sleeps and retries.
         # No transaction is held across an upstream call, so the queue stays short.
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1,
-                                     max_overflow=0, pool_timeout=60)
+        # Sessions end their own transactions, so the pool's extra rollback on return is
+        # skipped (it would be one more trip to the SQLite thread per transaction).
+        kwargs: dict[str, Any] = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60,
+                                  "pool_reset_on_return": None}
+        parsed = make_url(url)
+        path = parsed.database
+        if path and path != ":memory:" and not parsed.query:
+            kwargs["async_creator"] = lambda: sqlite.connect(path, timeout_s=30)
+        else:
+            kwargs["connect_args"] = {"timeout": 30}
+        engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
