@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,7 +62,10 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
     try:
         instance_id = "gw_" + secrets.token_hex(6)
         store = ContentStore(settings.content_store, sessions, pool)
-        videos: TTLCache[tuple[str, bytes]] = TTLCache(settings.cache_s)
+        # A poll may be answered from a slightly stale entry while it is refreshed; a token
+        # never is (a revocation from another process must take effect within cache_s).
+        videos: TTLCache[tuple[str, bytes]] = TTLCache(settings.cache_s,
+                                                       serve_stale_s=settings.cache_s)
         tracker = JobTracker(settings, sessions, pool, instance_id, on_completed=store.keep,
                              on_changed=videos.drop)
         yield AppContext(
@@ -75,6 +79,17 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
         await engine.dispose()
 
 
+def _freeze_startup_objects() -> None:
+    """Keep what startup built (modules, models, routes) out of the cyclic GC's full passes.
+
+    Those objects live as long as the process, yet every full collection walked all of them:
+    about 50 ms, every second or two under load, and every request in flight waited it out
+    (poll p99 at 100 clients went from ~20 ms to over 250 ms).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,6 +99,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
             app.state.reconciler = reconciler
             if run_reconciler:
                 reconciler.start()
+            _freeze_startup_objects()
             try:
                 yield
             finally:

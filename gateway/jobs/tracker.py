@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.cache import SingleFlight
 from gateway.config import Settings
 from gateway.db import now
 from gateway.ledger import service as ledger
@@ -60,7 +61,7 @@ class JobTracker:
         self.sessions = sessions
         self.pool = pool
         self.owner = owner
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._refreshes: SingleFlight[None] = SingleFlight()
         self._limits = {name: asyncio.Semaphore(settings.jobs.poll_concurrency)
                         for name in pool.configs}
         # The longest a create call can take: every upstream tried in turn, each timeout
@@ -72,33 +73,39 @@ class JobTracker:
 
     async def refresh(self, job_id: str) -> None:
         """Poll the job's upstream once, sharing the call with concurrent callers."""
-        await self._shared(job_id, lambda: self._lease_and_poll(job_id))
+        # Shared, and shielded: a client hanging up must not abandon a poll halfway through
+        # settling.
+        await self._refreshes.run(job_id, lambda: self._lease_and_poll(job_id))
 
     async def poll_batch(self, jobs: Sequence[Job]) -> None:
-        """Poll leased jobs together; those with nothing new are written in one statement."""
+        """Poll leased jobs together; what didn't end a job is written in one transaction.
+
+        Only a job that ended moves money, so only those get a transaction of their own.
+        """
         results = await asyncio.gather(*(self._fetch(job) for job in jobs))
         quiet: list[str] = []
+        moved: list[dict[str, object]] = []
         for job, result in zip(jobs, results, strict=True):
             if result is POLL_FAILED or (isinstance(result, UpstreamJob)
                                          and _unchanged(job, result)):
                 quiet.append(job.id)
+            elif isinstance(result, UpstreamJob) and result.status in UNFINISHED:
+                moved.append({"job_id": job.id, "status": result.status,
+                              "progress": result.progress, "content_url": result.content_url})
             elif isinstance(result, UpstreamJob):
                 try:
                     await self.apply(job, result)
                 except Exception:  # one bad write must not hold up the rest of the batch
                     log.exception("recording a poll failed", extra={"job_id": job.id})
-        if quiet:
+        if quiet or moved:
             async with self.sessions() as session, session.begin():
-                await JobRepository(session).mark_polled(quiet, self.owner, now())
-
-    async def _shared(self, job_id: str, start: Callable[[], Awaitable[None]]) -> None:
-        task = self._inflight.get(job_id)
-        if task is None or task.done():
-            task = asyncio.create_task(start())
-            self._inflight[job_id] = task
-            task.add_done_callback(lambda _: self._inflight.pop(job_id, None))
-        # Shielded: a client hanging up must not abandon a poll halfway through settling.
-        await asyncio.shield(task)
+                repo, at = JobRepository(session), now()
+                if quiet:
+                    await repo.mark_polled(quiet, self.owner, at)
+                if moved:
+                    await repo.record_progress(moved, at)
+            for row in moved:
+                self.on_changed(str(row["job_id"]))
 
     async def _lease_and_poll(self, job_id: str) -> None:
         at = now()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.ledger.models import LedgerEntry
@@ -22,18 +22,19 @@ class LedgerRepository:
         The condition is checked by the database as part of the write, so concurrent holds
         (threads, processes) can never spend the same money or exceed the job limit.
         """
+        tokens = Token.__table__.c  # a row-level statement: no ORM bookkeeping on the hot path
         result = await self.session.execute(
-            update(Token)
+            update(Token.__table__)
             .where(
-                Token.id == token_id,
-                Token.balance_micros >= amount,
-                or_(Token.max_concurrent_jobs.is_(None),
-                    Token.active_jobs < Token.max_concurrent_jobs),
+                tokens.id == token_id,
+                tokens.balance_micros >= amount,
+                or_(tokens.max_concurrent_jobs.is_(None),
+                    tokens.active_jobs < tokens.max_concurrent_jobs),
             )
             .values(
-                balance_micros=Token.balance_micros - amount,
-                held_micros=Token.held_micros + amount,
-                active_jobs=Token.active_jobs + 1,
+                balance_micros=tokens.balance_micros - amount,
+                held_micros=tokens.held_micros + amount,
+                active_jobs=tokens.active_jobs + 1,
             )
         )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
@@ -66,8 +67,9 @@ class LedgerRepository:
         )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
-    def append(self, entry: LedgerEntry) -> None:
-        self.session.add(entry)
+    async def append(self, **values: object) -> None:
+        """Write one ledger row now (a Core INSERT: rows are never loaded back here)."""
+        await self.session.execute(insert(LedgerEntry.__table__).values(**values))
 
     async def entries(self, token_id: str, *, after: int | None,
                       limit: int) -> Sequence[LedgerEntry]:

@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import now
 from gateway.errors import InsufficientQuota, RateLimited
-from gateway.ledger.models import LedgerEntry
 from gateway.ledger.repository import LedgerRepository
 from gateway.metrics import HOLDS, record_settlement
 from gateway.tokens.models import Token
@@ -35,8 +34,8 @@ async def hold(session: AsyncSession, token_id: str, job_id: str, amount: int) -
             "Your balance is too low for this request. Top up the token and try again."
         )
     HOLDS.inc()
-    repo.append(LedgerEntry(token_id=token_id, job_id=job_id, kind="hold", amount_micros=amount,
-                            created_at=now()))
+    await repo.append(token_id=token_id, job_id=job_id, kind="hold", amount_micros=amount,
+                      created_at=now())
 
 
 async def settle(session: AsyncSession, job: Job, kind: str, note: str | None = None) -> bool:
@@ -47,9 +46,9 @@ async def settle(session: AsyncSession, job: Job, kind: str, note: str | None = 
         return False
     await repo.unhold(job.token_id, job.price_micros, back_to_balance=back_to_balance)
     record_settlement(kind, job.price_micros)
-    repo.append(LedgerEntry(token_id=job.token_id, job_id=job.id, kind=kind,
-                            amount_micros=job.price_micros, settles_job_id=job.id, note=note,
-                            created_at=now()))
+    await repo.append(token_id=job.token_id, job_id=job.id, kind=kind,
+                      amount_micros=job.price_micros, settles_job_id=job.id, note=note,
+                      created_at=now())
     return True
 
 
@@ -57,6 +56,6 @@ async def topup(session: AsyncSession, token_id: str, amount: int, note: str | N
     repo = LedgerRepository(session)
     if not await repo.credit(token_id, amount):
         return False
-    repo.append(LedgerEntry(token_id=token_id, kind="topup", amount_micros=amount, note=note,
-                            created_at=now()))
+    await repo.append(token_id=token_id, kind="topup", amount_micros=amount, note=note,
+                      created_at=now())
     return True

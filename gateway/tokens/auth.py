@@ -47,17 +47,14 @@ async def gateway_token(request: Request, ctx: Context) -> Token:
         raise Unauthorized("Invalid token.")
     at = now()
     key_hash = hash_token(credential, ctx.hash_key)
-    token = ctx.tokens.get(key_hash)
-    if token is None:
-        token = await _load(ctx, key_hash, at)
-        ctx.tokens.put(key_hash, token)
+    token = await ctx.tokens.get_or_load(key_hash, lambda: _load(ctx, key_hash, at))
     if not _usable(token, at):  # expiry passes while cached, too
         raise Unauthorized("Invalid, revoked or expired token.")
     request.state.token_id = token.id
     return token
 
 
-async def _load(ctx: AppContext, key_hash: str, at: float) -> Token:
+async def _load(ctx: AppContext, key_hash: str, at: float) -> tuple[Token, None]:
     async with ctx.sessions() as session:
         repo = TokenRepository(session)
         token = await repo.get_by_hash(key_hash)
@@ -66,7 +63,7 @@ async def _load(ctx: AppContext, key_hash: str, at: float) -> Token:
         if token.last_used_at is None or at - token.last_used_at > TOUCH_EVERY_S:
             await repo.touch(token.id, at)
             await session.commit()
-    return token
+    return token, None
 
 
 async def admin(request: Request, ctx: Context) -> None:

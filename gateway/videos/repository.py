@@ -3,18 +3,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.videos.models import UNFINISHED, Job
+
+# Writes here change rows, never loaded objects: they go through Core, without the ORM's
+# per-statement bookkeeping (jobs are handed around as detached copies).
+JOBS = Job.__table__
 
 
 class JobRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def add(self, job: Job) -> None:
-        self.session.add(job)
+    async def insert(self, job: Job) -> None:
+        """Write a new job's row now (a Core INSERT; ``job`` stays a plain detached object)."""
+        values = {column.key: getattr(job, column.key) for column in JOBS.columns}
+        await self.session.execute(insert(JOBS).values(
+            {key: value for key, value in values.items() if value is not None}))
 
     async def get(self, job_id: str) -> Job | None:
         result = await self.session.execute(select(Job).where(Job.id == job_id))
@@ -56,7 +63,7 @@ class JobRepository:
 
     async def update(self, job_id: str, *conditions: Any, **values: Any) -> bool:
         result = await self.session.execute(
-            update(Job).where(Job.id == job_id, *conditions).values(**values)
+            update(JOBS).where(Job.id == job_id, *conditions).values(**values)
         )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
@@ -72,8 +79,26 @@ class JobRepository:
     async def mark_polled(self, ids: Sequence[str], owner: str, at: float) -> None:
         """Record a poll that learned nothing new, for many jobs at once, and free them."""
         await self.session.execute(
-            update(Job).where(Job.id.in_(ids), Job.lease_owner == owner)
+            update(JOBS).where(Job.id.in_(ids), Job.lease_owner == owner)
             .values(polled_at=at, lease_owner=None, lease_until=None)
+        )
+
+    async def record_progress(self, rows: Sequence[dict[str, Any]], at: float) -> None:
+        """Record polls that moved jobs along without ending them, in one statement.
+
+        Each row is ``{"job_id", "status", "progress", "content_url"}``; a None content_url
+        keeps the one already known. Jobs that ended meanwhile are left alone.
+        """
+        jobs = JOBS.c
+        await self.session.execute(
+            update(JOBS)
+            # Equalities, not IN: an executemany cannot expand a list parameter.
+            .where(jobs.id == bindparam("job_id"),
+                   or_(*(jobs.status == status for status in UNFINISHED)))
+            .values(status=bindparam("status"), progress=bindparam("progress"),
+                    content_url=func.coalesce(bindparam("content_url"), jobs.content_url),
+                    polled_at=at, updated_at=at, lease_owner=None, lease_until=None),
+            rows,
         )
 
     async def due(self, *, polled_before: float, at: float, limit: int) -> Sequence[str]:
@@ -96,7 +121,7 @@ class JobRepository:
         if not ids:
             return []
         await self.session.execute(
-            update(Job)
+            update(JOBS)
             .where(Job.id.in_(ids), Job.status.in_(UNFINISHED),
                    or_(Job.lease_until.is_(None), Job.lease_until < at))
             .values(lease_owner=owner, lease_until=until)

@@ -183,7 +183,7 @@ class VideoService:
                 # The hold's UPDATE locks the token's row until commit, so this count sees
                 # every concurrent create of the token, in this process or any other.
                 await self._check_rate(JobRepository(session))
-                JobRepository(session).add(job)
+                await JobRepository(session).insert(job)
         except IntegrityError:
             # A concurrent request with the same Idempotency-Key won the race.
             earlier = await self._repeat(job.idempotency_key or "")
@@ -275,16 +275,19 @@ class VideoService:
 
     async def retrieve_json(self, video_id: str) -> bytes:
         """The Video as JSON: the hot path of every poll, answered from memory when it can be."""
-        cached = self.ctx.videos.get(video_id)
-        if cached is not None and cached[0] == self.token.id:
-            return cached[1]
+        owner, body = await self.ctx.videos.get_or_load(
+            video_id, lambda: self._render(video_id), flight=(self.token.id, video_id))
+        if owner != self.token.id:  # cached for its owner; anyone else gets the ownership check
+            (owner, body), _ = await self._render(video_id)
+        return body
+
+    async def _render(self, video_id: str) -> tuple[tuple[str, bytes], float | None]:
         job = await self.retrieve(video_id)
         body = Video.of(job).model_dump_json().encode()
         within = None
         if job.status in UNFINISHED:  # never past the moment the job is due a refresh
             within = job.polled_at + self.settings.jobs.refresh_after_s - now()
-        self.ctx.videos.put(video_id, (self.token.id, body), within_s=within)
-        return body
+        return (self.token.id, body), within
 
     async def retrieve(self, video_id: str) -> Job:
         job = await self._owned(video_id)
