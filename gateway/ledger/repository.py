@@ -4,12 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.ledger.models import LedgerEntry
 from gateway.tokens.models import Token
 from gateway.videos.models import Job
+
+# The statements of every create, built once: a statement object remembers its cache key, so
+# running it again skips building the expression and looking up its compiled form by a new key.
+# They are row-level (Core) statements, without the ORM's bookkeeping.
+_tokens = Token.__table__.c
+_amount = bindparam("amount")
+HOLD = (
+    update(Token.__table__)
+    .where(
+        _tokens.id == bindparam("token"),
+        _tokens.balance_micros >= _amount,
+        or_(_tokens.max_concurrent_jobs.is_(None),
+            _tokens.active_jobs < _tokens.max_concurrent_jobs),
+    )
+    .values(
+        balance_micros=_tokens.balance_micros - _amount,
+        held_micros=_tokens.held_micros + _amount,
+        active_jobs=_tokens.active_jobs + 1,
+    )
+)
+APPEND = insert(LedgerEntry.__table__)
 
 
 class LedgerRepository:
@@ -22,21 +43,7 @@ class LedgerRepository:
         The condition is checked by the database as part of the write, so concurrent holds
         (threads, processes) can never spend the same money or exceed the job limit.
         """
-        tokens = Token.__table__.c  # a row-level statement: no ORM bookkeeping on the hot path
-        result = await self.session.execute(
-            update(Token.__table__)
-            .where(
-                tokens.id == token_id,
-                tokens.balance_micros >= amount,
-                or_(tokens.max_concurrent_jobs.is_(None),
-                    tokens.active_jobs < tokens.max_concurrent_jobs),
-            )
-            .values(
-                balance_micros=tokens.balance_micros - amount,
-                held_micros=tokens.held_micros + amount,
-                active_jobs=tokens.active_jobs + 1,
-            )
-        )
+        result = await self.session.execute(HOLD, {"token": token_id, "amount": amount})
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     async def unhold(self, token_id: str, amount: int, *, back_to_balance: bool) -> None:
@@ -68,8 +75,8 @@ class LedgerRepository:
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     async def append(self, **values: object) -> None:
-        """Write one ledger row now (a Core INSERT: rows are never loaded back here)."""
-        await self.session.execute(insert(LedgerEntry.__table__).values(**values))
+        """Write one ledger row now (rows are never loaded back here)."""
+        await self.session.execute(APPEND, values)
 
     async def entries(self, token_id: str, *, after: int | None,
                       limit: int) -> Sequence[LedgerEntry]:

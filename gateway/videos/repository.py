@@ -11,6 +11,10 @@ from gateway.videos.models import UNFINISHED, Job
 # Writes here change rows, never loaded objects: they go through Core, without the ORM's
 # per-statement bookkeeping (jobs are handed around as detached copies).
 JOBS = Job.__table__
+# Built once (a statement object remembers its cache key); SET takes the parameters' columns.
+INSERT = insert(JOBS)
+UPDATE_SUBMITTING = update(JOBS).where(JOBS.c.id == bindparam("job"),
+                                       JOBS.c.status == "submitting")
 
 
 class JobRepository:
@@ -20,8 +24,8 @@ class JobRepository:
     async def insert(self, job: Job) -> None:
         """Write a new job's row now (a Core INSERT; ``job`` stays a plain detached object)."""
         values = {column.key: getattr(job, column.key) for column in JOBS.columns}
-        await self.session.execute(insert(JOBS).values(
-            {key: value for key, value in values.items() if value is not None}))
+        await self.session.execute(
+            INSERT, {key: value for key, value in values.items() if value is not None})
 
     async def get(self, job_id: str) -> Job | None:
         result = await self.session.execute(select(Job).where(Job.id == job_id))
@@ -60,6 +64,11 @@ class JobRepository:
         )
         count, oldest = result.one()
         return int(count), oldest
+
+    async def update_submitting(self, job_id: str, **values: Any) -> bool:
+        """Write a job the upstream has not answered for yet; False if it is no longer so."""
+        result = await self.session.execute(UPDATE_SUBMITTING, {"job": job_id, **values})
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     async def update(self, job_id: str, *conditions: Any, **values: Any) -> bool:
         result = await self.session.execute(

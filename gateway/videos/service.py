@@ -227,8 +227,8 @@ class VideoService:
         """The upstream never took the job: release the hold and keep the job out of sight."""
         at = now()
         async with self.ctx.sessions() as session, session.begin():
-            await JobRepository(session).update(
-                job.id, Job.status == "submitting", status="failed", error_code=exc.code,
+            await JobRepository(session).update_submitting(
+                job.id, status="failed", error_code=exc.code,
                 error_message=exc.message, completed_at=at, updated_at=at, deleted_at=at,
             )
             await ledger.settle(session, job, "release", note=exc.code)
@@ -244,8 +244,7 @@ class VideoService:
             "lease_owner": None, "lease_until": None,
         }
         async with self.ctx.sessions() as session, session.begin():
-            recorded = await JobRepository(session).update(job.id, Job.status == "submitting",
-                                                           **values)
+            recorded = await JobRepository(session).update_submitting(job.id, **values)
         self.ctx.videos.drop(job.id)
         if not recorded:
             # Deleted or expired while the create was in flight: don't leave it running.
