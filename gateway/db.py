@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, Integer, MetaData, event, make_url
+from sqlalchemy import BigInteger, Connection, Integer, MetaData, event, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from gateway import sqlite
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -74,3 +77,24 @@ def create_engine(url: str) -> AsyncEngine:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def transact(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
+    """Run ``work``, plain statements on a synchronous connection, as one transaction.
+
+    For the busiest transactions (a create's hold and its upstream id): on the gateway's SQLite
+    file the whole transaction is a single trip to the database's thread, where one statement
+    at a time costs a trip each (about 0.1 ms apiece, and a create makes six). Elsewhere it
+    runs on the async connection as any other transaction does. ``work`` must do nothing but
+    database work: on SQLite it runs off the event loop.
+    """
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        if isinstance(driver, sqlite.Connection):
+            return await driver.transact(work)
+        return await conn.run_sync(_in_transaction, work)
+
+
+def _in_transaction(conn: Connection, work: Callable[[Connection], T]) -> T:
+    with conn.begin():
+        return work(conn)

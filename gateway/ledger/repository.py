@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.ledger.models import LedgerEntry
@@ -31,20 +31,33 @@ HOLD = (
     )
 )
 APPEND = insert(LedgerEntry.__table__)
+JOB_LIMIT = select(_tokens.active_jobs, _tokens.max_concurrent_jobs).where(
+    _tokens.id == bindparam("token"))
+
+
+# -- in a create's transaction (plain statements on a synchronous connection, db.transact) ----
+def try_hold(conn: Connection, token_id: str, amount: int) -> bool:
+    """Move ``amount`` from balance to held in one conditional UPDATE.
+
+    The condition is checked by the database as part of the write, so concurrent holds
+    (threads, processes) can never spend the same money or exceed the job limit.
+    """
+    return conn.execute(HOLD, {"token": token_id, "amount": amount}).rowcount == 1
+
+
+def job_limit(conn: Connection, token_id: str) -> tuple[int, int | None]:
+    """The token's unfinished jobs and its limit on them."""
+    active, limit = conn.execute(JOB_LIMIT, {"token": token_id}).one()
+    return active, limit
+
+
+def append(conn: Connection, **values: object) -> None:
+    conn.execute(APPEND, values)
 
 
 class LedgerRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def try_hold(self, token_id: str, amount: int) -> bool:
-        """Move ``amount`` from balance to held in one conditional UPDATE.
-
-        The condition is checked by the database as part of the write, so concurrent holds
-        (threads, processes) can never spend the same money or exceed the job limit.
-        """
-        result = await self.session.execute(HOLD, {"token": token_id, "amount": amount})
-        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     async def unhold(self, token_id: str, amount: int, *, back_to_balance: bool) -> None:
         await self.session.execute(

@@ -5,37 +5,38 @@ These functions take part in the caller's transaction; the caller owns begin/com
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import now
 from gateway.errors import InsufficientQuota, RateLimited
+from gateway.ledger import repository
 from gateway.ledger.repository import LedgerRepository
 from gateway.metrics import HOLDS, record_settlement
-from gateway.tokens.models import Token
 from gateway.videos.models import Job
 
 # Outcome of a job -> (ledger kind, whether the hold goes back to the balance).
 SETTLEMENTS = {"capture": False, "refund": True, "release": True}
 
 
-async def hold(session: AsyncSession, token_id: str, job_id: str, amount: int) -> None:
-    """Move a job's price into held money, or raise why it cannot be held."""
-    repo = LedgerRepository(session)
-    if not await repo.try_hold(token_id, amount):
-        token = await session.get(Token, token_id, populate_existing=True)
-        assert token is not None
-        limit = token.max_concurrent_jobs
-        if limit is not None and token.active_jobs >= limit:
+def hold(conn: Connection, token_id: str, job_id: str, amount: int) -> None:
+    """Move a job's price into held money, or raise why it cannot be held.
+
+    Part of a create's transaction, on a synchronous connection (see ``db.transact``).
+    """
+    if not repository.try_hold(conn, token_id, amount):
+        active, limit = repository.job_limit(conn, token_id)
+        if limit is not None and active >= limit:
             raise RateLimited(
-                f"This token already has {token.active_jobs} unfinished jobs (limit {limit}).",
+                f"This token already has {active} unfinished jobs (limit {limit}).",
                 retry_after=10,
             )
         raise InsufficientQuota(
             "Your balance is too low for this request. Top up the token and try again."
         )
     HOLDS.inc()
-    await repo.append(token_id=token_id, job_id=job_id, kind="hold", amount_micros=amount,
-                      created_at=now())
+    repository.append(conn, token_id=token_id, job_id=job_id, kind="hold",
+                      amount_micros=amount, created_at=now())
 
 
 async def settle(session: AsyncSession, job: Job, kind: str, note: str | None = None) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.videos.models import UNFINISHED, Job
@@ -15,17 +15,31 @@ JOBS = Job.__table__
 INSERT = insert(JOBS)
 UPDATE_SUBMITTING = update(JOBS).where(JOBS.c.id == bindparam("job"),
                                        JOBS.c.status == "submitting")
+STARTED_SINCE = select(func.count(), func.min(JOBS.c.created_at)).where(
+    JOBS.c.token_id == bindparam("token"), JOBS.c.created_at > bindparam("since"))
+
+
+# -- in a create's transactions (plain statements on a synchronous connection, db.transact) --
+def insert_job(conn: Connection, job: Job) -> None:
+    """Write a new job's row (``job`` stays a plain detached object)."""
+    values = {column.key: getattr(job, column.key) for column in JOBS.columns}
+    conn.execute(INSERT, {key: value for key, value in values.items() if value is not None})
+
+
+def started_since(conn: Connection, token_id: str, since: float) -> tuple[int, float | None]:
+    """How many jobs the token started since ``since``, and when the oldest of them began."""
+    count, oldest = conn.execute(STARTED_SINCE, {"token": token_id, "since": since}).one()
+    return int(count), oldest
+
+
+def record_placement(conn: Connection, job_id: str, values: dict[str, Any]) -> bool:
+    """Write where a submitting job was placed; False if it is no longer submitting."""
+    return conn.execute(UPDATE_SUBMITTING, {"job": job_id, **values}).rowcount == 1
 
 
 class JobRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def insert(self, job: Job) -> None:
-        """Write a new job's row now (a Core INSERT; ``job`` stays a plain detached object)."""
-        values = {column.key: getattr(job, column.key) for column in JOBS.columns}
-        await self.session.execute(
-            INSERT, {key: value for key, value in values.items() if value is not None})
 
     async def get(self, job_id: str) -> Job | None:
         result = await self.session.execute(select(Job).where(Job.id == job_id))
@@ -55,15 +69,6 @@ class JobRepository:
             query = query.where(Job.seq < after_seq if descending else Job.seq > after_seq)
         query = query.order_by(Job.seq.desc() if descending else Job.seq.asc()).limit(limit)
         return (await self.session.execute(query)).scalars().all()
-
-    async def recent_for_token(self, token_id: str, since: float) -> tuple[int, float | None]:
-        """How many jobs the token started since ``since``, and when the oldest of them began."""
-        result = await self.session.execute(
-            select(func.count(), func.min(Job.created_at))
-            .where(Job.token_id == token_id, Job.created_at > since)
-        )
-        count, oldest = result.one()
-        return int(count), oldest
 
     async def update_submitting(self, job_id: str, **values: Any) -> bool:
         """Write a job the upstream has not answered for yet; False if it is no longer so."""

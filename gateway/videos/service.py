@@ -8,10 +8,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.context import AppContext
-from gateway.db import now
+from gateway.db import now, transact
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -28,6 +29,7 @@ from gateway.tokens.crypto import is_id, new_id
 from gateway.tokens.models import Token
 from gateway.upstreams.base import Adapter, DeriveRequest, SubmitRequest, UpstreamJob
 from gateway.upstreams.pool import Placement
+from gateway.videos import repository as job_rows
 from gateway.videos.inputs import (
     CreateParams,
     parse_create,
@@ -177,13 +179,18 @@ class VideoService:
         """Hold the money and persist the job, then (outside any transaction) submit it."""
         if job.idempotency_key and (earlier := await self._repeat(job.idempotency_key)):
             return earlier
-        try:
-            async with self.ctx.sessions() as session, session.begin():
-                await ledger.hold(session, self.token.id, job.id, job.price_micros)
+        token_id, rpm = self.token.id, self.token.rpm
+
+        def hold_and_record(conn: Connection) -> None:
+            ledger.hold(conn, token_id, job.id, job.price_micros)
+            if rpm is not None:
                 # The hold's UPDATE locks the token's row until commit, so this count sees
                 # every concurrent create of the token, in this process or any other.
-                await self._check_rate(JobRepository(session))
-                await JobRepository(session).insert(job)
+                _check_rate(conn, token_id, rpm)
+            job_rows.insert_job(conn, job)
+
+        try:
+            await transact(self.ctx.engine, hold_and_record)
         except IntegrityError:
             # A concurrent request with the same Idempotency-Key won the race.
             earlier = await self._repeat(job.idempotency_key or "")
@@ -201,16 +208,6 @@ class VideoService:
                                                   code="internal_error"))
             raise
         return await self._placed(job, placement, result)
-
-    async def _check_rate(self, repo: JobRepository) -> None:
-        if self.token.rpm is None:
-            return
-        at = now()
-        count, oldest = await repo.recent_for_token(self.token.id, at - RATE_WINDOW_S)
-        if count >= self.token.rpm:
-            wait = math.ceil((oldest or at) + RATE_WINDOW_S - at)
-            raise RateLimited(f"This token is limited to {self.token.rpm} jobs per minute.",
-                              retry_after=wait)
 
     async def _repeat(self, key: str) -> Job | None:
         async with self.ctx.sessions() as session, session.begin():
@@ -243,8 +240,8 @@ class VideoService:
             "progress": result.progress, "updated_at": at, "polled_at": at,
             "lease_owner": None, "lease_until": None,
         }
-        async with self.ctx.sessions() as session, session.begin():
-            recorded = await JobRepository(session).update_submitting(job.id, **values)
+        recorded = await transact(self.ctx.engine,
+                                  lambda conn: job_rows.record_placement(conn, job.id, values))
         self.ctx.videos.drop(job.id)
         if not recorded:
             # Deleted or expired while the create was in flight: don't leave it running.
@@ -325,6 +322,14 @@ class VideoService:
                                                     deleted_at=now())
         self.ctx.store.remove(job)
         await self.ctx.tracker.cancel_upstream(job)
+
+
+def _check_rate(conn: Connection, token_id: str, rpm: int) -> None:
+    at = now()
+    count, oldest = job_rows.started_since(conn, token_id, at - RATE_WINDOW_S)
+    if count >= rpm:
+        wait = math.ceil((oldest or at) + RATE_WINDOW_S - at)
+        raise RateLimited(f"This token is limited to {rpm} jobs per minute.", retry_after=wait)
 
 
 def _submit_request(params: CreateParams) -> SubmitRequest:
