@@ -23,10 +23,12 @@ BODY = b'{"ok": true}'
 
 @asynccontextmanager
 async def upstream(idle_close_s: float, body_bytes: int = 0,
-                   heads: list[bytes] | None = None) -> AsyncIterator[dict[str, int]]:
+                   heads: list[bytes] | None = None,
+                   redirects: dict[bytes, bytes] | None = None) -> AsyncIterator[dict[str, int]]:
     """An HTTP/1.1 server that keeps connections alive but hangs up after ``idle_close_s``.
 
-    Every answer sets a cookie; ``heads`` collects the request heads it received.
+    Every answer sets a cookie; ``heads`` collects the request heads it received; a request
+    for a path in ``redirects`` is sent on with a 307 (its body, if any, is read first).
     """
     seen = {"connections": 0, "requests": 0}
 
@@ -41,6 +43,15 @@ async def upstream(idle_close_s: float, body_bytes: int = 0,
                 seen["requests"] += 1
                 if heads is not None:
                     heads.append(head)
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await reader.readexactly(length)
+                path = head.split(b" ")[1]
+                if redirects and path in redirects:
+                    writer.write(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: %s\r\n"
+                                 b"Content-Length: 0\r\n\r\n" % redirects[path])
+                    await writer.drain()
+                    continue
                 body = b"\0" * body_bytes if body_bytes else BODY
                 writer.write(b"HTTP/1.1 200 OK\r\nSet-Cookie: session=customer-one; Path=/\r\n"
                              b"Content-Length: %d\r\n\r\n" % len(body))
@@ -99,12 +110,45 @@ def test_cookies_an_upstream_sets_are_never_sent_back() -> None:
             url = f"http://127.0.0.1:{seen['port']}/v1/videos"
             first = await client.post(url, content=b"{}")
             assert first.headers["set-cookie"].startswith("session=")
-            await client.get(f"{url}/x")
+            await client.exchange(httpx.Request("GET", f"{url}/x"))
+            await client.get(f"{url}/y")
             assert len(client.cookies) == 0
 
     run(main())
-    assert len(heads) == 2
+    assert len(heads) == 3
     assert all(b"cookie" not in head.lower().replace(b"set-cookie", b"") for head in heads)
+
+
+def test_exchange_reads_whole_answers_over_one_kept_connection() -> None:
+    async def main() -> None:
+        async with upstream(idle_close_s=5) as seen, upstream_client(LIMITS) as client:
+            url = f"http://127.0.0.1:{seen['port']}/v1/videos"
+            for n in range(5):
+                request = httpx.Request("POST", url, json={"prompt": f"n{n}"})
+                response = await client.exchange(request)
+                assert (response.status_code, response.json()) == (200, {"ok": True})
+                assert response.request is request
+            assert (seen["connections"], seen["requests"]) == (1, 5)
+
+    run(main())
+
+
+def test_exchange_follows_a_redirect_with_the_same_body() -> None:
+    """A redirect answer means the server did nothing with the request; ``send`` asks again."""
+    heads: list[bytes] = []
+
+    async def main() -> None:
+        async with upstream(idle_close_s=5, heads=heads,
+                            redirects={b"/v1/videos": b"/v2/videos"}) as seen, upstream_client(
+                LIMITS) as client:
+            request = httpx.Request("POST", f"http://127.0.0.1:{seen['port']}/v1/videos",
+                                    json={"prompt": "moved"})
+            response = await client.exchange(request)
+            assert (response.status_code, response.json()) == (200, {"ok": True})
+
+    run(main())
+    assert [head.split(b" ")[:2] for head in heads] == [[b"POST", b"/v1/videos"]] * 2 + [
+        [b"POST", b"/v2/videos"]]
 
 
 def test_a_large_body_streams_whole_in_bounded_reads() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from gateway import __version__
 from gateway.metrics import upstream_timer
 from gateway.upstreams.base import (
     Character,
@@ -23,6 +24,9 @@ from gateway.upstreams.base import (
     normalize_status,
     sanitize,
 )
+from gateway.upstreams.transport import UpstreamClient
+
+USER_AGENT = f"video-gateway/{__version__}"
 
 # Upstream statuses that mean "our side is misconfigured or the upstream is down": the
 # client's request is not at fault, so creates fail over and nothing is passed through.
@@ -54,7 +58,7 @@ def _epoch(value: Any) -> float | None:
 class OpenAIAdapter:
     """One upstream; vendor JSON is read and written here and nowhere else."""
 
-    def __init__(self, name: str, base_url: str, client: httpx.AsyncClient, timeout_s: float):
+    def __init__(self, name: str, base_url: str, client: UpstreamClient, timeout_s: float):
         self.name = name
         self.base_url = base_url
         self.client = client
@@ -65,7 +69,9 @@ class OpenAIAdapter:
                     stream: bool = False) -> httpx.Response:
         try:
             async with upstream_timer(self.name, operation):
-                return await self.client.send(request, stream=stream)
+                if stream:
+                    return await self.client.send(request, stream=True)
+                return await self.client.exchange(request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise UpstreamUnavailable(f"cannot connect ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
@@ -73,9 +79,10 @@ class OpenAIAdapter:
             raise UpstreamAmbiguous(f"no answer ({type(exc).__name__})") from exc
 
     def _build(self, method: str, path: str, key: str, **kwargs: Any) -> httpx.Request:
-        headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}
-        return self.client.build_request(method, f"{self.base_url}{path}", headers=headers,
-                                         timeout=self.timeout, **kwargs)
+        headers = {"Authorization": f"Bearer {key}", "User-Agent": USER_AGENT,
+                   **kwargs.pop("headers", {})}
+        return httpx.Request(method, f"{self.base_url}{path}", headers=headers,
+                             extensions={"timeout": self.timeout.as_dict()}, **kwargs)
 
     def _check(self, response: httpx.Response, key: str, *, gone_on_404: bool) -> None:
         status = response.status_code

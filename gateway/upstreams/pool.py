@@ -23,7 +23,7 @@ from gateway.upstreams.base import (
 from gateway.upstreams.breaker import Breaker
 from gateway.upstreams.compat import CompatAdapter
 from gateway.upstreams.openai import OpenAIAdapter
-from gateway.upstreams.transport import upstream_client
+from gateway.upstreams.transport import UpstreamClient, upstream_client
 
 log = logging.getLogger("gateway.upstreams")
 
@@ -45,7 +45,7 @@ class Placement:
         return keys[self.key_index % len(keys)]
 
 
-def _client(upstream: UpstreamConfig) -> httpx.AsyncClient:
+def _client(upstream: UpstreamConfig) -> UpstreamClient:
     # httpcore scans every pooled connection on each request, so one small pool per upstream
     # costs far less per call than one large pool shared by all of them.
     limits = httpx.Limits(max_connections=upstream.max_connections,
