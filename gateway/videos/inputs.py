@@ -69,6 +69,11 @@ async def read_body(request: Request) -> dict[str, Any]:
 class _StrictMultiPartParser(MultiPartParser):
     """Starlette's parser, but a text part that is not UTF-8 is an error, not latin-1."""
 
+    # A file part stays in memory up to this size, then goes to a temporary file. At
+    # Starlette's 1 MiB a typical reference image (read whole right after) went to disk, each
+    # 64 KiB of it written and read back through a worker thread.
+    spool_max_size = 4 * 1024 * 1024
+
     def on_part_end(self) -> None:
         part = self._current_part
         if part.file is None:
