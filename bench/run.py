@@ -271,27 +271,45 @@ def bench_polls(targets: list[Target], seconds: float) -> dict[str, Any]:
     return results
 
 
-def bench_creates(targets: list[Target], workdir: Path, seconds: float) -> dict[str, Any]:
+def bench_creates(targets: list[Target], workdir: Path, seconds: float,
+                  fresh_gateway: Callable[[], tuple[Target, subprocess.Popen[bytes]]],
+                  ) -> dict[str, Any]:
+    """Creates without and with an image, each phase on a gateway of its own.
+
+    The fake upstream never finishes these jobs and the gateway keeps polling what it started,
+    so a gateway that had served the first phase would carry thousands of unfinished jobs into
+    the second; the peer keeps no such backlog.
+    """
     image = reference_image()
     results: dict[str, Any] = {}
     for label, payload in (("no_image", None), ("image_1mib", image)):
-        script = multipart_script(workdir, payload)
-        files: dict[str, Any] = {"prompt": (None, "bench"), "model": (None, "sora-2"),
-                                 "seconds": (None, "4"), "size": (None, "720x1280")}
-        if payload is not None:
-            files["input_reference"] = ("ref.jpg", payload, "image/jpeg")
-        for target in targets:
-
-            def post(client: httpx.Client, t: Target = target,
-                     files: dict[str, Any] = files) -> None:
-                client.post(f"{t.url}/v1/videos", headers=t.headers,
-                            files=files).raise_for_status()
-
-            row = results.setdefault(target.name, {})
-            row[label] = {"serial_p50_ms": serial_p50_ms(post, 100),
-                          "c10": wrk(f"{target.url}/v1/videos", target.headers, 10, seconds,
-                                     script)}
+        fresh, process = fresh_gateway()
+        try:
+            phase = [fresh if target.name == "gateway" else target for target in targets]
+            _create_phase(phase, workdir, seconds, label, payload, results)
+        finally:
+            stop(process)
     return results
+
+
+def _create_phase(targets: list[Target], workdir: Path, seconds: float, label: str,
+                  payload: bytes | None, results: dict[str, Any]) -> None:
+    script = multipart_script(workdir, payload)
+    files: dict[str, Any] = {"prompt": (None, "bench"), "model": (None, "sora-2"),
+                             "seconds": (None, "4"), "size": (None, "720x1280")}
+    if payload is not None:
+        files["input_reference"] = ("ref.jpg", payload, "image/jpeg")
+    for target in targets:
+
+        def post(client: httpx.Client, t: Target = target,
+                 files: dict[str, Any] = files) -> None:
+            client.post(f"{t.url}/v1/videos", headers=t.headers,
+                        files=files).raise_for_status()
+
+        row = results.setdefault(target.name, {})
+        row[label] = {"serial_p50_ms": serial_p50_ms(post, 100),
+                      "c10": wrk(f"{target.url}/v1/videos", target.headers, 10, seconds,
+                                 script)}
 
 
 def bench_content(targets: list[Target], size_mib: int) -> dict[str, Any]:
@@ -542,7 +560,11 @@ def main() -> None:
             **bench_content_memory(targets[1], big_mib, 20, each_mib),
             "big_mib": big_mib, "parallel": 20, "each_mib": each_mib}
         print("creates ...", flush=True)
-        results["creates"] = bench_creates(targets, workdir, seconds)
+        def fresh_gateway() -> tuple[Target, subprocess.Popen[bytes]]:
+            url, process = gateway(workdir, [upstream])
+            return Target("gateway", url, setup_gateway_token(url), process.pid), process
+
+        results["creates"] = bench_creates(targets, workdir, seconds, fresh_gateway)
         print("upstream load ...", flush=True)
         results["upstream_load"] = bench_upstream_load(targets[1], upstream, seconds)
         print("reconciler ...", flush=True)
