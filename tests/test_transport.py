@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from gateway.upstreams.transport import upstream_client, upstream_transport
+from gateway.upstreams.transport import UpstreamClient, upstream_transport
 
 LIMITS = httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=30)
 BODY = b'{"ok": true}'
@@ -105,7 +105,7 @@ def test_cookies_an_upstream_sets_are_never_sent_back() -> None:
     heads: list[bytes] = []
 
     async def main() -> None:
-        async with upstream(idle_close_s=5, heads=heads) as seen, upstream_client(
+        async with upstream(idle_close_s=5, heads=heads) as seen, UpstreamClient(
                 LIMITS) as client:
             url = f"http://127.0.0.1:{seen['port']}/v1/videos"
             first = await client.post(url, content=b"{}")
@@ -121,7 +121,7 @@ def test_cookies_an_upstream_sets_are_never_sent_back() -> None:
 
 def test_exchange_reads_whole_answers_over_one_kept_connection() -> None:
     async def main() -> None:
-        async with upstream(idle_close_s=5) as seen, upstream_client(LIMITS) as client:
+        async with upstream(idle_close_s=5) as seen, UpstreamClient(LIMITS) as client:
             url = f"http://127.0.0.1:{seen['port']}/v1/videos"
             for n in range(5):
                 request = httpx.Request("POST", url, json={"prompt": f"n{n}"})
@@ -139,7 +139,7 @@ def test_exchange_follows_a_redirect_with_the_same_body() -> None:
 
     async def main() -> None:
         async with upstream(idle_close_s=5, heads=heads,
-                            redirects={b"/v1/videos": b"/v2/videos"}) as seen, upstream_client(
+                            redirects={b"/v1/videos": b"/v2/videos"}) as seen, UpstreamClient(
                 LIMITS) as client:
             request = httpx.Request("POST", f"http://127.0.0.1:{seen['port']}/v1/videos",
                                     json={"prompt": "moved"})

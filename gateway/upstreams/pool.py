@@ -23,7 +23,7 @@ from gateway.upstreams.base import (
 from gateway.upstreams.breaker import Breaker
 from gateway.upstreams.compat import CompatAdapter
 from gateway.upstreams.openai import OpenAIAdapter
-from gateway.upstreams.transport import UpstreamClient, upstream_client
+from gateway.upstreams.transport import UpstreamClient
 
 log = logging.getLogger("gateway.upstreams")
 
@@ -51,7 +51,7 @@ def _client(upstream: UpstreamConfig) -> UpstreamClient:
     limits = httpx.Limits(max_connections=upstream.max_connections,
                           max_keepalive_connections=min(64, upstream.max_connections),
                           keepalive_expiry=30)
-    return upstream_client(limits)
+    return UpstreamClient(limits)
 
 
 class UpstreamPool:

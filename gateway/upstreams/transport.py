@@ -154,7 +154,3 @@ class UpstreamClient(httpx.AsyncClient):
         if response.has_redirect_location:
             return await self.send(request)
         return response
-
-
-def upstream_client(limits: httpx.Limits) -> UpstreamClient:
-    return UpstreamClient(limits)
