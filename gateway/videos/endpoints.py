@@ -11,6 +11,7 @@ from gateway.tokens.auth import Context, GatewayToken
 from gateway.videos.characters import CharacterOut, CharacterService
 from gateway.videos.content import stream_content
 from gateway.videos.inputs import read_body
+from gateway.videos.models import Job
 from gateway.videos.schemas import Video, VideoDeleted, VideoList
 from gateway.videos.service import VideoService
 
@@ -19,35 +20,37 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
-def _paced(response: Response, ctx: Context) -> None:
-    response.headers["openai-poll-after-ms"] = str(ctx.settings.jobs.poll_after_ms)
+def _video(body: bytes, ctx: Context) -> Response:
+    """A Video, already JSON, with the pace the client should poll it at."""
+    return Response(body, media_type="application/json",
+                    headers={"openai-poll-after-ms": str(ctx.settings.jobs.poll_after_ms)})
+
+
+def _job(job: Job, ctx: Context) -> Response:
+    # Rendered here rather than by FastAPI, which would dump the model, validate the dump
+    # against response_model and dump it again.
+    return _video(Video.of(job).model_dump_json().encode(), ctx)
 
 
 @router.post("", response_model=Video)
-async def create_video(request: Request, response: Response, ctx: Context, token: GatewayToken,
-                       idempotency_key: IdempotencyKey = None) -> Video:
+async def create_video(request: Request, ctx: Context, token: GatewayToken,
+                       idempotency_key: IdempotencyKey = None) -> Response:
     fields = await read_body(request)
-    job = await VideoService(ctx, token).create(fields, idempotency_key)
-    _paced(response, ctx)
-    return Video.of(job)
+    return _job(await VideoService(ctx, token).create(fields, idempotency_key), ctx)
 
 
 @router.post("/edits", response_model=Video)
-async def edit_video(request: Request, response: Response, ctx: Context, token: GatewayToken,
-                     idempotency_key: IdempotencyKey = None) -> Video:
+async def edit_video(request: Request, ctx: Context, token: GatewayToken,
+                     idempotency_key: IdempotencyKey = None) -> Response:
     fields = await read_body(request)
-    job = await VideoService(ctx, token).derive("edits", fields, idempotency_key)
-    _paced(response, ctx)
-    return Video.of(job)
+    return _job(await VideoService(ctx, token).derive("edits", fields, idempotency_key), ctx)
 
 
 @router.post("/extensions", response_model=Video)
-async def extend_video(request: Request, response: Response, ctx: Context, token: GatewayToken,
-                       idempotency_key: IdempotencyKey = None) -> Video:
+async def extend_video(request: Request, ctx: Context, token: GatewayToken,
+                       idempotency_key: IdempotencyKey = None) -> Response:
     fields = await read_body(request)
-    job = await VideoService(ctx, token).derive("extensions", fields, idempotency_key)
-    _paced(response, ctx)
-    return Video.of(job)
+    return _job(await VideoService(ctx, token).derive("extensions", fields, idempotency_key), ctx)
 
 
 @router.post("/characters", response_model=CharacterOut)
@@ -73,9 +76,7 @@ async def list_videos(ctx: Context, token: GatewayToken, after: str | None = Non
 
 @router.get("/{video_id}", response_model=Video)
 async def retrieve_video(video_id: str, ctx: Context, token: GatewayToken) -> Response:
-    body = await VideoService(ctx, token).retrieve_json(video_id)
-    return Response(body, media_type="application/json",
-                    headers={"openai-poll-after-ms": str(ctx.settings.jobs.poll_after_ms)})
+    return _video(await VideoService(ctx, token).retrieve_json(video_id), ctx)
 
 
 @router.delete("/{video_id}", response_model=VideoDeleted)
@@ -95,9 +96,7 @@ async def download_content(
 
 
 @router.post("/{video_id}/remix", response_model=Video)
-async def remix_video(video_id: str, request: Request, response: Response, ctx: Context,
-                      token: GatewayToken, idempotency_key: IdempotencyKey = None) -> Video:
+async def remix_video(video_id: str, request: Request, ctx: Context,
+                      token: GatewayToken, idempotency_key: IdempotencyKey = None) -> Response:
     fields = await read_body(request)
-    job = await VideoService(ctx, token).remix(video_id, fields, idempotency_key)
-    _paced(response, ctx)
-    return Video.of(job)
+    return _job(await VideoService(ctx, token).remix(video_id, fields, idempotency_key), ctx)
