@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, Connection, Integer, MetaData, event, make_url
+from sqlalchemy import BigInteger, Connection, Engine, Integer, MetaData, event, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from gateway import sqlite
 
@@ -85,16 +86,23 @@ async def transact(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
     For the busiest transactions (a create's hold and its upstream id): on the gateway's SQLite
     file the whole transaction is a single trip to the database's thread, where one statement
     at a time costs a trip each (about 0.1 ms apiece, and a create makes six). Elsewhere it
-    runs on the async connection as any other transaction does. ``work`` must do nothing but
+    runs on the async driver as any other transaction does. ``work`` must do nothing but
     database work: on SQLite it runs off the event loop.
     """
-    async with engine.connect() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-        if isinstance(driver, sqlite.Connection):
-            return await driver.transact(work)
-        return await conn.run_sync(_in_transaction, work)
+    # One greenlet for the whole transaction, where an AsyncConnection would spawn one each to
+    # check out, to unwrap the driver and to check back in.
+    return await greenlet_spawn(_transact, engine.sync_engine, work)
 
 
-def _in_transaction(conn: Connection, work: Callable[[Connection], T]) -> T:
-    with conn.begin():
+def _transact(engine: Engine, work: Callable[[Connection], T]) -> T:
+    if engine.dialect.name == "sqlite":
+        # Straight from the pool, which is what queues transactions on SQLite's one connection.
+        pooled = engine.pool.connect()
+        try:
+            driver = pooled.driver_connection
+            if isinstance(driver, sqlite.Connection):
+                return await_only(driver.transact(work))
+        finally:
+            pooled.close()
+    with engine.begin() as conn:
         return work(conn)

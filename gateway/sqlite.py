@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import aiosqlite
-from sqlalchemy import Engine
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.pool import StaticPool
@@ -60,7 +59,7 @@ class Cursor(aiosqlite.Cursor):
 
 
 class Connection(aiosqlite.Connection):
-    _statements: Engine | None = None
+    _statements: SyncConnection | None = None
 
     def cursor(self) -> Cursor:  # type: ignore[override]
         return Cursor(self, self._conn.cursor())
@@ -74,14 +73,16 @@ class Connection(aiosqlite.Connection):
         return await self._execute(self._transact, work)  # type: ignore[no-any-return]
 
     def _transact(self, work: Callable[[SyncConnection], T]) -> T:
-        if self._statements is None:
+        conn = self._statements
+        if conn is None or conn.closed or conn.invalidated:
             # SQLAlchemy's synchronous SQLite dialect over this very sqlite3 connection: the
-            # same SQL, types and errors as the async engine, run here on the thread.
+            # same SQL, types and errors as the async engine, run here on the thread. It stays
+            # open, so a transaction costs no checkout of its own.
             raw = self._conn
-            self._statements = create_sync_engine(
+            conn = self._statements = create_sync_engine(
                 "sqlite://", creator=lambda: raw, poolclass=StaticPool,
-                pool_reset_on_return=None)
-        with self._statements.begin() as conn:
+                pool_reset_on_return=None).connect()
+        with conn.begin():
             return work(conn)
 
 
