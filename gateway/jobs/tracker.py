@@ -164,7 +164,10 @@ class JobTracker:
             repo = JobRepository(session)
             if not await repo.update(job.id, Job.status.in_(UNFINISHED), **values):
                 return
-            self.on_changed(job.id)
+            if not _unchanged(job, result):
+                # An unchanged answer leaves what clients see as it was: dropping their cached
+                # copy would only make every poll in flight wait for a read of the same row.
+                self.on_changed(job.id)
             if result.status == "completed":
                 await ledger.settle(session, job, "capture")
             elif result.status == "failed":
