@@ -84,10 +84,11 @@ async def transact(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
     """Run ``work``, plain statements on a synchronous connection, as one transaction.
 
     For the busiest transactions (a create's hold and its upstream id): on the gateway's SQLite
-    file the whole transaction is a single trip to the database's thread, where one statement
-    at a time costs a trip each (about 0.1 ms apiece, and a create makes six). Elsewhere it
-    runs on the async driver as any other transaction does. ``work`` must do nothing but
-    database work: on SQLite it runs off the event loop.
+    file the whole transaction runs without a trip to the database's thread, where one
+    statement at a time costs a trip each (about 0.1 ms apiece, and a create makes six); see
+    ``sqlite.Connection.transact``. Elsewhere it runs on the async driver as any other
+    transaction does. ``work`` must do nothing but database work, and may run twice on SQLite
+    (the first attempt rolled back): on another thread, or again after a lock conflict.
     """
     # One greenlet for the whole transaction, where an AsyncConnection would spawn one each to
     # check out, to unwrap the driver and to check back in.
