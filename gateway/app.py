@@ -66,7 +66,7 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
         # never is (a revocation from another process must take effect within cache_s).
         videos: TTLCache[tuple[str, bytes]] = TTLCache(settings.cache_s,
                                                        serve_stale_s=settings.cache_s)
-        tracker = JobTracker(settings, sessions, pool, instance_id, on_completed=store.keep,
+        tracker = JobTracker(settings, engine, sessions, pool, instance_id, on_completed=store.keep,
                              on_changed=videos.drop)
         yield AppContext(
             settings=settings, engine=engine, sessions=sessions, pool=pool,

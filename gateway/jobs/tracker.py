@@ -12,15 +12,17 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.cache import SingleFlight
 from gateway.config import Settings
-from gateway.db import now
+from gateway.db import now, transact
 from gateway.ledger import service as ledger
-from gateway.metrics import POLL_FAILURES
+from gateway.metrics import POLL_FAILURES, record_settlement
 from gateway.upstreams.base import UpstreamError, UpstreamJob
 from gateway.upstreams.pool import UpstreamPool
+from gateway.videos import repository as job_rows
 from gateway.videos.models import UNFINISHED, Job
 from gateway.videos.repository import JobRepository
 
@@ -51,13 +53,14 @@ def _unchanged(job: Job, result: UpstreamJob) -> bool:
 
 
 class JobTracker:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession],
-                 pool: UpstreamPool, owner: str,
+    def __init__(self, settings: Settings, engine: AsyncEngine,
+                 sessions: async_sessionmaker[AsyncSession], pool: UpstreamPool, owner: str,
                  on_completed: Callable[[str], None] | None = None,
                  on_changed: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.on_completed = on_completed
         self.on_changed = on_changed or (lambda _job_id: None)
+        self.engine = engine
         self.sessions = sessions
         self.pool = pool
         self.owner = owner
@@ -160,18 +163,14 @@ class JobTracker:
         if result.status in ("completed", "failed"):
             values.update(completed_at=result.completed_at or at, expires_at=result.expires_at,
                           error_code=result.error_code, error_message=result.error_message)
-        async with self.sessions() as session, session.begin():
-            repo = JobRepository(session)
-            if not await repo.update(job.id, Job.status.in_(UNFINISHED), **values):
-                return
-            if not _unchanged(job, result):
-                # An unchanged answer leaves what clients see as it was: dropping their cached
-                # copy would only make every poll in flight wait for a read of the same row.
-                self.on_changed(job.id)
-            if result.status == "completed":
-                await ledger.settle(session, job, "capture")
-            elif result.status == "failed":
-                await ledger.settle(session, job, "refund", note=result.error_code)
+        kind = {"completed": "capture", "failed": "refund"}.get(result.status)
+        note = result.error_code if kind == "refund" else None
+        if not await self._record(job, values, kind, note=note):
+            return
+        if not _unchanged(job, result):
+            # An unchanged answer leaves what clients see as it was: dropping their cached
+            # copy would only make every poll in flight wait for a read of the same row.
+            self.on_changed(job.id)
         if result.status in ("completed", "failed"):
             log.info("job ended", extra={"job_id": job.id, "status": result.status})
         if result.status == "completed" and self.on_completed is not None:
@@ -187,14 +186,25 @@ class JobTracker:
         }
         if deleted:
             values["deleted_at"] = at
-        async with self.sessions() as session, session.begin():
-            if not await JobRepository(session).update(job.id, Job.status.in_(UNFINISHED),
-                                                       **values):
-                return False
-            self.on_changed(job.id)
-            await ledger.settle(session, job, "refund", note=ending.code)
+        if not await self._record(job, values, "refund", note=ending.code):
+            return False
+        self.on_changed(job.id)
         log.info("job ended by gateway", extra={"job_id": job.id, "reason": ending.code})
         return True
+
+    async def _record(self, job: Job, values: dict[str, object], kind: str | None, *,
+                      note: str | None) -> bool:
+        """Write what became of an unfinished job and, if it ended, settle its hold: one
+        transaction. False if the job had already ended (whoever ended it settled it)."""
+        def write(conn: Connection) -> bool | None:
+            if not job_rows.update_unfinished(conn, job.id, values):
+                return None
+            return kind is not None and ledger.settle(conn, job, kind, note=note)
+
+        settled = await transact(self.engine, write)
+        if settled:
+            record_settlement(str(kind), job.price_micros)
+        return settled is not None
 
     async def _release(self, job: Job) -> None:
         at = now()

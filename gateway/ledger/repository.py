@@ -31,11 +31,24 @@ HOLD = (
     )
 )
 APPEND = insert(LedgerEntry.__table__)
+_jobs = Job.__table__.c
+CLAIM_SETTLEMENT = (update(Job.__table__)
+                    .where(_jobs.id == bindparam("job"), _jobs.settlement.is_(None))
+                    .values(settlement=bindparam("outcome")))
+UNHOLD = (
+    update(Token.__table__)
+    .where(_tokens.id == bindparam("token"))
+    .values(
+        held_micros=_tokens.held_micros - _amount,
+        balance_micros=_tokens.balance_micros + bindparam("back"),
+        active_jobs=_tokens.active_jobs - 1,
+    )
+)
 JOB_LIMIT = select(_tokens.active_jobs, _tokens.max_concurrent_jobs).where(
     _tokens.id == bindparam("token"))
 
 
-# -- in a create's transaction (plain statements on a synchronous connection, db.transact) ----
+# -- in transactions that move money (plain statements on a synchronous connection, db.transact)
 def try_hold(conn: Connection, token_id: str, amount: int) -> bool:
     """Move ``amount`` from balance to held in one conditional UPDATE.
 
@@ -51,6 +64,17 @@ def job_limit(conn: Connection, token_id: str) -> tuple[int, int | None]:
     return active, limit
 
 
+def claim_settlement(conn: Connection, job_id: str, kind: str) -> bool:
+    """Mark a job settled unless something already settled it; True for the one winner."""
+    return conn.execute(CLAIM_SETTLEMENT, {"job": job_id, "outcome": kind}).rowcount == 1
+
+
+def unhold(conn: Connection, token_id: str, amount: int, *, back_to_balance: bool) -> None:
+    """Release a job's held money: back to the balance, or out of the token as charged."""
+    conn.execute(UNHOLD, {"token": token_id, "amount": amount,
+                          "back": amount if back_to_balance else 0})
+
+
 def append(conn: Connection, **values: object) -> None:
     conn.execute(APPEND, values)
 
@@ -58,17 +82,6 @@ def append(conn: Connection, **values: object) -> None:
 class LedgerRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def unhold(self, token_id: str, amount: int, *, back_to_balance: bool) -> None:
-        await self.session.execute(
-            update(Token)
-            .where(Token.id == token_id)
-            .values(
-                held_micros=Token.held_micros - amount,
-                balance_micros=Token.balance_micros + (amount if back_to_balance else 0),
-                active_jobs=Token.active_jobs - 1,
-            )
-        )
 
     async def credit(self, token_id: str, amount: int) -> bool:
         result = await self.session.execute(
@@ -78,17 +91,8 @@ class LedgerRepository:
         )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
-    async def claim_settlement(self, job_id: str, kind: str) -> bool:
-        """Mark a job settled unless something already settled it; True for the one winner."""
-        result = await self.session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.settlement.is_(None))
-            .values(settlement=kind)
-        )
-        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
-
     async def append(self, **values: object) -> None:
-        """Write one ledger row now (rows are never loaded back here)."""
+        """Write one ledger row now, in a session's transaction (a top-up)."""
         await self.session.execute(APPEND, values)
 
     async def entries(self, token_id: str, *, after: int | None,

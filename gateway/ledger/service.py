@@ -1,6 +1,7 @@
 """Hold, capture, refund and release: each a ledger entry, each applied exactly once.
 
-These functions take part in the caller's transaction; the caller owns begin/commit.
+These functions take part in the caller's transaction; the caller owns begin/commit, and
+counts what moved in the metrics once it has committed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from gateway.db import now
 from gateway.errors import InsufficientQuota, RateLimited
 from gateway.ledger import repository
 from gateway.ledger.repository import LedgerRepository
-from gateway.metrics import HOLDS, record_settlement
 from gateway.videos.models import Job
 
 # Outcome of a job -> (ledger kind, whether the hold goes back to the balance).
@@ -34,20 +34,16 @@ def hold(conn: Connection, token_id: str, job_id: str, amount: int) -> None:
         raise InsufficientQuota(
             "Your balance is too low for this request. Top up the token and try again."
         )
-    HOLDS.inc()
     repository.append(conn, token_id=token_id, job_id=job_id, kind="hold",
                       amount_micros=amount, created_at=now())
 
 
-async def settle(session: AsyncSession, job: Job, kind: str, note: str | None = None) -> bool:
+def settle(conn: Connection, job: Job, kind: str, note: str | None = None) -> bool:
     """Capture, refund or release a job's hold; False when it was already settled."""
-    back_to_balance = SETTLEMENTS[kind]
-    repo = LedgerRepository(session)
-    if not await repo.claim_settlement(job.id, kind):
+    if not repository.claim_settlement(conn, job.id, kind):
         return False
-    await repo.unhold(job.token_id, job.price_micros, back_to_balance=back_to_balance)
-    record_settlement(kind, job.price_micros)
-    await repo.append(token_id=job.token_id, job_id=job.id, kind=kind,
+    repository.unhold(conn, job.token_id, job.price_micros, back_to_balance=SETTLEMENTS[kind])
+    repository.append(conn, token_id=job.token_id, job_id=job.id, kind=kind,
                       amount_micros=job.price_micros, settles_job_id=job.id, note=note,
                       created_at=now())
     return True

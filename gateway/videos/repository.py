@@ -15,11 +15,13 @@ JOBS = Job.__table__
 INSERT = insert(JOBS)
 UPDATE_SUBMITTING = update(JOBS).where(JOBS.c.id == bindparam("job"),
                                        JOBS.c.status == "submitting")
+UPDATE_UNFINISHED = update(JOBS).where(JOBS.c.id == bindparam("job"),
+                                       JOBS.c.status.in_(UNFINISHED))
 STARTED_SINCE = select(func.count(), func.min(JOBS.c.created_at)).where(
     JOBS.c.token_id == bindparam("token"), JOBS.c.created_at > bindparam("since"))
 
 
-# -- in a create's transactions (plain statements on a synchronous connection, db.transact) --
+# -- in transactions that move money (plain statements on a synchronous connection, db.transact)
 def insert_job(conn: Connection, job: Job) -> None:
     """Write a new job's row (``job`` stays a plain detached object)."""
     values = {column.key: getattr(job, column.key) for column in JOBS.columns}
@@ -32,9 +34,14 @@ def started_since(conn: Connection, token_id: str, since: float) -> tuple[int, f
     return int(count), oldest
 
 
-def record_placement(conn: Connection, job_id: str, values: dict[str, Any]) -> bool:
-    """Write where a submitting job was placed; False if it is no longer submitting."""
+def update_submitting(conn: Connection, job_id: str, values: dict[str, Any]) -> bool:
+    """Write a job the upstream has not answered for yet; False if it is no longer so."""
     return conn.execute(UPDATE_SUBMITTING, {"job": job_id, **values}).rowcount == 1
+
+
+def update_unfinished(conn: Connection, job_id: str, values: dict[str, Any]) -> bool:
+    """Write a job that has not ended; False if it has (someone else ended it first)."""
+    return conn.execute(UPDATE_UNFINISHED, {"job": job_id, **values}).rowcount == 1
 
 
 class JobRepository:
@@ -69,11 +76,6 @@ class JobRepository:
             query = query.where(Job.seq < after_seq if descending else Job.seq > after_seq)
         query = query.order_by(Job.seq.desc() if descending else Job.seq.asc()).limit(limit)
         return (await self.session.execute(query)).scalars().all()
-
-    async def update_submitting(self, job_id: str, **values: Any) -> bool:
-        """Write a job the upstream has not answered for yet; False if it is no longer so."""
-        result = await self.session.execute(UPDATE_SUBMITTING, {"job": job_id, **values})
-        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     async def update(self, job_id: str, *conditions: Any, **values: Any) -> bool:
         result = await self.session.execute(

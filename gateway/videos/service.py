@@ -25,6 +25,7 @@ from gateway.errors import (
 from gateway.jobs.tracker import DELETED
 from gateway.ledger import service as ledger
 from gateway.ledger.pricing import price_micros
+from gateway.metrics import HOLDS, record_settlement
 from gateway.tokens.crypto import is_id, new_id
 from gateway.tokens.models import Token
 from gateway.upstreams.base import Adapter, DeriveRequest, SubmitRequest, UpstreamJob
@@ -191,6 +192,7 @@ class VideoService:
 
         try:
             await transact(self.ctx.engine, hold_and_record)
+            HOLDS.inc()
         except IntegrityError:
             # A concurrent request with the same Idempotency-Key won the race.
             earlier = await self._repeat(job.idempotency_key or "")
@@ -223,12 +225,15 @@ class VideoService:
     async def _abandon(self, job: Job, exc: GatewayError) -> None:
         """The upstream never took the job: release the hold and keep the job out of sight."""
         at = now()
-        async with self.ctx.sessions() as session, session.begin():
-            await JobRepository(session).update_submitting(
-                job.id, status="failed", error_code=exc.code,
-                error_message=exc.message, completed_at=at, updated_at=at, deleted_at=at,
-            )
-            await ledger.settle(session, job, "release", note=exc.code)
+        values = {"status": "failed", "error_code": exc.code, "error_message": exc.message,
+                  "completed_at": at, "updated_at": at, "deleted_at": at}
+
+        def release(conn: Connection) -> bool:
+            job_rows.update_submitting(conn, job.id, values)
+            return ledger.settle(conn, job, "release", note=exc.code)
+
+        if await transact(self.ctx.engine, release):
+            record_settlement("release", job.price_micros)
 
     async def _placed(self, job: Job, placement: Placement, result: UpstreamJob) -> Job:
         at = now()
@@ -241,7 +246,7 @@ class VideoService:
             "lease_owner": None, "lease_until": None,
         }
         recorded = await transact(self.ctx.engine,
-                                  lambda conn: job_rows.record_placement(conn, job.id, values))
+                                  lambda conn: job_rows.update_submitting(conn, job.id, values))
         self.ctx.videos.drop(job.id)
         if not recorded:
             # Deleted or expired while the create was in flight: don't leave it running.
