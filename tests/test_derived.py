@@ -113,6 +113,16 @@ class TestCharacters:
         assert not any(created.id in key for key in simulator.stats()["characters"])
         assert gateway.token(token_id)["balance_usd"] == "1.000000"
 
+    def test_a_name_too_long_to_store_is_refused_before_the_upstream_is_asked(
+            self, gateway: Gateway, simulator: Simulator) -> None:
+        _, token = gateway.create_token()
+        before = len(simulator.stats()["characters"])
+        with pytest.raises(openai.BadRequestError) as refused:
+            gateway.client(token).videos.create_character(
+                name="A" * 201, video=("ada.mp4", io.BytesIO(MP4), "video/mp4"))
+        assert refused.value.body["param"] == "name"  # type: ignore[index]
+        assert len(simulator.stats()["characters"]) == before
+
     def test_characters_are_private_to_their_token(self, gateway: Gateway) -> None:
         _, owner = gateway.create_token()
         _, other = gateway.create_token()

@@ -19,6 +19,8 @@ from gateway.upstreams.pool import Placement
 from gateway.videos.inputs import video_upload
 from gateway.videos.models import VideoCharacter
 
+MAX_NAME_CHARS = 200  # the stored column's length
+
 
 class CharacterOut(BaseModel):
     id: str
@@ -47,6 +49,10 @@ class CharacterService:
         name = fields.get("name")
         if not isinstance(name, str) or not name.strip():
             raise InvalidRequest("'name' is required.", param="name")
+        if len(name.strip()) > MAX_NAME_CHARS:
+            # Checked before the upstream creates anything that could then not be recorded.
+            raise InvalidRequest(f"'name' is longer than {MAX_NAME_CHARS} characters.",
+                                 param="name")
         upload = video_upload(fields)
         if upload is None:
             raise InvalidRequest("'video' must be an uploaded video file.", param="video")
