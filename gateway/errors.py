@@ -7,7 +7,32 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ErrorObject(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error envelope, the body of every failed /v1 and /admin call."""
+
+    error: ErrorObject
+
+
+# The routers' documented failures (FastAPI would otherwise document a 422 this API never sends).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorResponse,
+            "description": "Refused; error.type and error.code say why (see the README's "
+                           "error table). Nothing was charged."},
+    "5XX": {"model": ErrorResponse,
+            "description": "The gateway or the upstream failed; the x-should-retry header "
+                           "says whether the same request may succeed later."},
+}
 
 
 class GatewayError(Exception):

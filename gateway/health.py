@@ -27,7 +27,8 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Not ready: the same body, with the "
+                                                    "checks that failed set to false."}})
 async def readyz(ctx: Context) -> JSONResponse:
     """Ready when the database answers, its schema is current and an upstream is configured."""
     checks = {"database": False, "migrations": False, "upstreams": bool(ctx.settings.upstreams)}

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -203,6 +204,36 @@ class TestOperatorRoutesSchema:
     ) -> None:
         response = case.call(timeout=30)
         case.validate_response(response, checks=checks_for(case))
+
+
+class TestTheDocument:
+    """What a client generator reads from /openapi.json."""
+
+    def test_writes_describe_their_bodies_as_the_sdk_sends_them(self, target: Target) -> None:
+        doc = httpx.get(f"{target.gw.url}/openapi.json", timeout=10).json()
+        for path in ("/v1/videos", "/v1/videos/edits", "/v1/videos/extensions",
+                     "/v1/videos/{video_id}/remix"):
+            content = doc["paths"][path]["post"]["requestBody"]["content"]
+            assert set(content) == {"multipart/form-data", "application/json"}, path
+            assert content["multipart/form-data"]["schema"]["required"] == ["prompt"], path
+        create = doc["paths"]["/v1/videos"]["post"]["requestBody"]["content"]
+        image = create["multipart/form-data"]["schema"]["properties"]["input_reference"]
+        assert image["format"] == "binary"
+
+    def test_failures_are_documented_as_the_error_envelope_never_as_422(
+            self, target: Target) -> None:
+        doc = httpx.get(f"{target.gw.url}/openapi.json", timeout=10).json()
+        envelope = {"$ref": "#/components/schemas/ErrorResponse"}
+        for path, operations in doc["paths"].items():
+            for method, operation in operations.items():
+                responses = operation["responses"]
+                assert "422" not in responses, (method, path)
+                if path.startswith(("/v1/", "/admin/")):
+                    for status in ("4XX", "5XX"):
+                        schema = responses[status]["content"]["application/json"]["schema"]
+                        assert schema == envelope, (method, path, status)
+        error = doc["components"]["schemas"]["ErrorObject"]
+        assert set(error["properties"]) == ENVELOPE_FIELDS
 
 
 class TestSchemaFindings:

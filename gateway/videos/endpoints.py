@@ -7,15 +7,24 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.responses import StreamingResponse
 
+from gateway.errors import ERROR_RESPONSES
 from gateway.tokens.auth import Context, GatewayToken
 from gateway.videos.characters import CharacterOut, CharacterService
 from gateway.videos.content import stream_content
 from gateway.videos.inputs import read_body
 from gateway.videos.models import Job
-from gateway.videos.schemas import Video, VideoDeleted, VideoList
+from gateway.videos.schemas import (
+    CHARACTER_BODY,
+    CREATE_BODY,
+    DERIVE_BODY,
+    REMIX_BODY,
+    Video,
+    VideoDeleted,
+    VideoList,
+)
 from gateway.videos.service import VideoService
 
-router = APIRouter(prefix="/v1/videos", tags=["videos"])
+router = APIRouter(prefix="/v1/videos", tags=["videos"], responses=ERROR_RESPONSES)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
@@ -32,28 +41,28 @@ def _job(job: Job, ctx: Context) -> Response:
     return _video(Video.of(job).model_dump_json().encode(), ctx)
 
 
-@router.post("", response_model=Video)
+@router.post("", response_model=Video, openapi_extra=CREATE_BODY)
 async def create_video(request: Request, ctx: Context, token: GatewayToken,
                        idempotency_key: IdempotencyKey = None) -> Response:
     fields = await read_body(request)
     return _job(await VideoService(ctx, token).create(fields, idempotency_key), ctx)
 
 
-@router.post("/edits", response_model=Video)
+@router.post("/edits", response_model=Video, openapi_extra=DERIVE_BODY)
 async def edit_video(request: Request, ctx: Context, token: GatewayToken,
                      idempotency_key: IdempotencyKey = None) -> Response:
     fields = await read_body(request)
     return _job(await VideoService(ctx, token).derive("edits", fields, idempotency_key), ctx)
 
 
-@router.post("/extensions", response_model=Video)
+@router.post("/extensions", response_model=Video, openapi_extra=DERIVE_BODY)
 async def extend_video(request: Request, ctx: Context, token: GatewayToken,
                        idempotency_key: IdempotencyKey = None) -> Response:
     fields = await read_body(request)
     return _job(await VideoService(ctx, token).derive("extensions", fields, idempotency_key), ctx)
 
 
-@router.post("/characters", response_model=CharacterOut)
+@router.post("/characters", response_model=CharacterOut, openapi_extra=CHARACTER_BODY)
 async def create_character(request: Request, ctx: Context, token: GatewayToken) -> CharacterOut:
     fields = await read_body(request)
     return CharacterOut.of(await CharacterService(ctx, token).create(fields))
@@ -95,7 +104,7 @@ async def download_content(
     return await stream_content(ctx, job, variant, range_header)
 
 
-@router.post("/{video_id}/remix", response_model=Video)
+@router.post("/{video_id}/remix", response_model=Video, openapi_extra=REMIX_BODY)
 async def remix_video(video_id: str, request: Request, ctx: Context,
                       token: GatewayToken, idempotency_key: IdempotencyKey = None) -> Response:
     fields = await read_body(request)

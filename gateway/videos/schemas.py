@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -68,3 +68,49 @@ class VideoDeleted(BaseModel):
     object: Literal["video.deleted"] = "video.deleted"
     deleted: bool = True
 
+
+
+# Request bodies, for the OpenAPI document only: the routes read them themselves (see
+# videos.inputs), as multipart/form-data (what the SDK sends) or as JSON.
+_TEXT = {"type": "string"}
+_FILE = {"type": "string", "format": "binary"}
+_CREATE = {
+    "prompt": {"type": "string", "description": "What the video shows."},
+    "model": {"type": "string", "default": "sora-2"},
+    "seconds": {"type": "string", "default": "4", "description": "One of the model's lengths."},
+    "size": {"type": "string", "default": "720x1280", "description": "Width x height."},
+}
+_REFERENCE = {"type": "object", "description": "An image by URL (http, https or a base64 data "
+              "URL) or an upstream file id.",
+              "properties": {"image_url": _TEXT, "file_id": _TEXT}}
+_SOURCE = {"type": "object", "description": "One of the caller's videos.",
+           "required": ["id"], "properties": {"id": _TEXT}}
+
+
+def _body(required: list[str], multipart: dict[str, Any],
+          json: dict[str, Any]) -> dict[str, Any]:
+    def schema(properties: dict[str, Any]) -> dict[str, Any]:
+        return {"schema": {"type": "object", "required": required, "properties": properties}}
+
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": schema(multipart), "application/json": schema(json)}}}
+
+
+CREATE_BODY = _body(
+    ["prompt"],
+    {**_CREATE, "input_reference": {**_FILE, "description": "A JPEG, PNG or WebP image whose "
+                                                            "pixel size equals size."},
+     "metadata": {"type": "string", "description": "A JSON object, passed on to upstreams "
+                                                   "that take it."}},
+    {**_CREATE, "input_reference": _REFERENCE, "metadata": {"type": "object"}},
+)
+DERIVE_BODY = _body(
+    ["prompt"],
+    {**_CREATE, "video": {**_FILE, "description": "A video to start from, uploaded."},
+     "video[id]": {"type": "string", "description": "Or one of the caller's videos."}},
+    {**_CREATE, "video": _SOURCE},
+)
+REMIX_BODY = _body(["prompt"], {"prompt": _TEXT}, {"prompt": _TEXT})
+CHARACTER_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+    "schema": {"type": "object", "required": ["video"],
+               "properties": {"name": _TEXT, "video": _FILE}}}}}}
