@@ -29,6 +29,8 @@ T = TypeVar("T")
 
 # SQLite's default; set again after each transaction run on the event loop, which turns it off.
 WAL_AUTOCHECKPOINT_PAGES = 1000
+# One transaction in this many runs on the thread, where its commit may checkpoint: the log
+# grows by at most this many transactions past SQLite's threshold between two checkpoints.
 THREAD_EVERY = 200
 
 
