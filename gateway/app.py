@@ -17,7 +17,7 @@ from gateway.config import Settings
 from gateway.console.endpoints import router as console_router
 from gateway.context import AppContext
 from gateway.db import create_engine, create_sessionmaker
-from gateway.errors import install_error_handlers
+from gateway.errors import ERROR_RESPONSES, install_error_handlers
 from gateway.health import router as health_router
 from gateway.jobs.reconciler import Reconciler
 from gateway.jobs.tracker import JobTracker
@@ -111,6 +111,6 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_upload_bytes)
     for router in (videos_router, me_router, tokens_router, admin_videos_router, reports_router,
                    console_router):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(health_router)
     return app

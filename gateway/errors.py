@@ -24,7 +24,8 @@ class ErrorResponse(BaseModel):
     error: ErrorObject
 
 
-# The routers' documented failures (FastAPI would otherwise document a 422 this API never sends).
+# The documented failures of every /v1 and /admin route (FastAPI would otherwise document a
+# 422 this API never sends).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {"model": ErrorResponse,
             "description": "Refused; error.type and error.code say why (see the README's "

@@ -14,13 +14,13 @@ from fastapi import APIRouter, Header
 from fastapi.responses import Response
 from starlette.responses import StreamingResponse
 
-from gateway.errors import ERROR_RESPONSES, NotFound, VideoNotReady
+from gateway.errors import NotFound, VideoNotReady
 from gateway.tokens.auth import AdminAuth, Context
 from gateway.videos.admin import any_job
 from gateway.videos.content import stream_content
 from gateway.videos.schemas import public_status
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/admin", tags=["admin"])
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE = "index.html"

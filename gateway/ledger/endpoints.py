@@ -7,12 +7,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from gateway.errors import ERROR_RESPONSES
 from gateway.ledger import reports
 from gateway.tokens.auth import AdminAuth, Context
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth],
-                   responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
 
 
 @router.get("/usage", response_model=None)

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from gateway.errors import ERROR_RESPONSES
 from gateway.ledger.models import LedgerEntry
 from gateway.ledger.pricing import micros_to_usd
 from gateway.tokens.auth import AdminAuth, Context
@@ -21,8 +20,7 @@ from gateway.tokens.schemas import (
 )
 from gateway.tokens.service import TokenService
 
-router = APIRouter(prefix="/admin/tokens", tags=["admin"], dependencies=[AdminAuth],
-                   responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/admin/tokens", tags=["admin"], dependencies=[AdminAuth])
 
 
 class LedgerEntryOut(BaseModel):

@@ -11,14 +11,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from gateway.errors import ERROR_RESPONSES
 from gateway.ledger import reports
 from gateway.ledger.pricing import MICROS_PER_USD, micros_to_usd
 from gateway.tokens.auth import Context, GatewayToken
 from gateway.tokens.models import Token
 from gateway.tokens.service import TokenService
 
-router = APIRouter(prefix="/v1", tags=["self-service"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["self-service"])
 
 
 def _month_start() -> float:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from gateway.db import now
-from gateway.errors import ERROR_RESPONSES, InvalidRequest, NotFound
+from gateway.errors import InvalidRequest, NotFound
 from gateway.ledger.pricing import micros_to_usd
 from gateway.tokens.auth import AdminAuth, Context
 from gateway.tokens.crypto import is_id
@@ -16,8 +16,7 @@ from gateway.videos.models import Job
 from gateway.videos.repository import JobRepository, admin_page, seq_of
 from gateway.videos.schemas import Video
 
-router = APIRouter(prefix="/admin/videos", tags=["admin"], dependencies=[AdminAuth],
-                   responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/admin/videos", tags=["admin"], dependencies=[AdminAuth])
 
 PUBLIC_TO_STORED = {"queued": ["submitting", "queued"], "in_progress": ["in_progress"],
                     "completed": ["completed"], "failed": ["failed"]}

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.responses import StreamingResponse
 
-from gateway.errors import ERROR_RESPONSES
 from gateway.tokens.auth import Context, GatewayToken
 from gateway.videos.characters import CharacterOut, CharacterService
 from gateway.videos.content import stream_content
@@ -24,7 +23,7 @@ from gateway.videos.schemas import (
 )
 from gateway.videos.service import VideoService
 
-router = APIRouter(prefix="/v1/videos", tags=["videos"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
