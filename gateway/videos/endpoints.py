@@ -37,7 +37,7 @@ def _video(body: bytes, ctx: Context) -> Response:
 def _job(job: Job, ctx: Context) -> Response:
     # Rendered here rather than by FastAPI, which would dump the model, validate the dump
     # against response_model and dump it again.
-    return _video(Video.of(job).model_dump_json().encode(), ctx)
+    return _video(Video.json_of(job), ctx)
 
 
 @router.post("", response_model=Video, openapi_extra=CREATE_BODY)

@@ -54,6 +54,11 @@ class Video(BaseModel):
             remixed_from_video_id=job.remixed_from_video_id, error=error,
         )
 
+    @classmethod
+    def json_of(cls, job: Job) -> bytes:
+        """The Video of ``job`` as the JSON a client receives."""
+        return cls.of(job).model_dump_json().encode()
+
 
 class VideoList(BaseModel):
     object: Literal["list"] = "list"
@@ -67,7 +72,6 @@ class VideoDeleted(BaseModel):
     id: str
     object: Literal["video.deleted"] = "video.deleted"
     deleted: bool = True
-
 
 
 # Request bodies, for the OpenAPI document only: the routes read them themselves (see

@@ -284,7 +284,7 @@ class VideoService:
 
     async def _render(self, video_id: str) -> tuple[tuple[str, bytes], float | None]:
         job = await self.retrieve(video_id)
-        body = Video.of(job).model_dump_json().encode()
+        body = Video.json_of(job)
         within = None
         if job.status in UNFINISHED:  # never past the moment the job is due a refresh
             within = job.polled_at + self.settings.jobs.refresh_after_s - now()
