@@ -75,16 +75,20 @@ def migrate(config: ConfigOption = None) -> None:
 def simulate(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 9100,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    flavor: Annotated[str, typer.Option(help="openai or compat.")] = "openai",
+    flavor: Annotated[str, typer.Option(
+        help="openai, compat, ark, dashscope, kling, gemini, minimax or vidu.")] = "openai",
     duration: Annotated[float, typer.Option(help="Seconds a job takes.")] = 2.0,
+    api_key: Annotated[list[str] | None, typer.Option(
+        help="Accept only this key (repeatable; kling: ACCESS_KEY:SECRET_KEY).")] = None,
 ) -> None:
-    """Run a local simulator of an OpenAI-format video provider."""
-    from gateway.simulator import run_simulator
+    """Run a local simulator of a video provider, speaking the flavor's own API."""
+    from gateway.simulator import FLAVORS, run_simulator
 
-    if flavor not in ("openai", "compat"):
-        typer.secho("error: --flavor must be openai or compat", fg=typer.colors.RED, err=True)
+    if flavor not in FLAVORS:
+        typer.secho(f"error: --flavor must be one of {', '.join(FLAVORS)}",
+                    fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    run_simulator(host=host, port=port, flavor=flavor, duration_s=duration)
+    run_simulator(host=host, port=port, flavor=flavor, duration_s=duration, api_keys=api_key)
 
 
 app.add_typer(tokens_app, name="tokens")

@@ -1,7 +1,9 @@
 """In-memory simulator of an OpenAI-format video provider (``openai`` and ``compat`` dialects).
 
 Square-bracket directives in the prompt steer single jobs (failures, slow or broken responses);
-``/_sim/...`` routes expose counters and let tests force state changes.
+``/_sim/...`` routes expose counters and let tests force state changes. The native vendor
+flavors (§8 of the spec) live in ``gateway.simulators`` and share this module's content stream,
+range handling and control routes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from PIL import Image
@@ -29,9 +31,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from gateway.simulators import VENDOR_FLAVORS, create_vendor_app
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-FLAVORS = ("openai", "compat")
+FLAVORS = ("openai", "compat", *VENDOR_FLAVORS)
 CHUNK = 64 * 1024
 # size 0x18, "ftyp", major brand "isom", minor version 0x200, compatible brands isom/iso2.
 FTYP_BOX = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
@@ -133,7 +137,17 @@ def _breaking(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
         yield piece
 
 
-def _ranged(request: Request, total: int, media_type: str, job: Job | None) -> Response:
+class Served(Protocol):
+    """What a ranged download needs of a job: the stream's seed and the job's directives."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def directives(self) -> dict[str, str]: ...
+
+
+def _ranged(request: Request, total: int, media_type: str, job: Served | None) -> Response:
     """Serve a video (job given) or a cached image with single-range support."""
     try:
         span = parse_range(request.headers.get("range"), total)
@@ -552,6 +566,10 @@ def create_simulator_app(
     """Build the simulator; ``app.state.simulator`` exposes its state to in-process tests."""
     if flavor not in FLAVORS:
         raise ValueError(f"unknown flavor {flavor!r}; expected one of {FLAVORS}")
+    if flavor in VENDOR_FLAVORS:
+        return create_vendor_app(
+            flavor, duration_s=duration_s, api_keys=api_keys, content_size=content_size
+        )
     simulator = _Simulator(flavor, duration_s, api_keys, content_size)
     app = Starlette(routes=simulator.routes())
     app.state.simulator = simulator
@@ -559,9 +577,13 @@ def create_simulator_app(
 
 
 def run_simulator(
-    host: str = "127.0.0.1", port: int = 9100, flavor: str = "openai", duration_s: float = 2.0
+    host: str = "127.0.0.1",
+    port: int = 9100,
+    flavor: str = "openai",
+    duration_s: float = 2.0,
+    api_keys: list[str] | None = None,
 ) -> None:
-    app = create_simulator_app(flavor, duration_s=duration_s)
+    app = create_simulator_app(flavor, duration_s=duration_s, api_keys=api_keys)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -571,8 +593,10 @@ def _main() -> None:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--flavor", choices=FLAVORS, default="openai")
     parser.add_argument("--duration", type=float, default=2.0, help="default job seconds")
+    parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
+                        help="accept only this key (repeatable; kling: ACCESS_KEY:SECRET_KEY)")
     args = parser.parse_args()
-    run_simulator(args.host, args.port, args.flavor, args.duration)
+    run_simulator(args.host, args.port, args.flavor, args.duration, args.api_keys)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import httpx
 import yaml
 from openai import OpenAI
 
+from gateway.simulators import BASE_PATHS
+
 ADMIN_TOKEN = "admin-" + secrets.token_urlsafe(16)
 SIM_KEY = "sk-sim-" + secrets.token_hex(8)
 
@@ -100,6 +102,7 @@ class Simulator:
     duration_s: float = 1.0
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    api_key: str | None = None  # when set, the only key accepted (kling: ACCESS:SECRET)
 
     @property
     def url(self) -> str:
@@ -107,14 +110,23 @@ class Simulator:
 
     @property
     def base_url(self) -> str:
-        return f"{self.url}/v1"
+        return self.url + BASE_PATHS[self.flavor]
 
     def start(self) -> Simulator:
+        return self.spawn().ready()
+
+    def spawn(self) -> Simulator:
+        """Launch the process without waiting, so several can boot at once."""
+        keys = ["--api-key", self.api_key] if self.api_key else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.simulator", "--port", str(self.port),
-             "--flavor", self.flavor, "--duration", str(self.duration_s)],
+             "--flavor", self.flavor, "--duration", str(self.duration_s), *keys],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+        return self
+
+    def ready(self) -> Simulator:
+        assert self.process is not None
         wait_http(f"{self.url}/_sim/stats", self.process)
         return self
 
