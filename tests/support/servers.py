@@ -100,6 +100,8 @@ class Simulator:
     duration_s: float = 1.0
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # What the vendor calls itself in its [fail-leaky] and [reject-leaky] error texts.
+    name: str = "simvendor"
 
     @property
     def url(self) -> str:
@@ -112,7 +114,7 @@ class Simulator:
     def start(self) -> Simulator:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.simulator", "--port", str(self.port),
-             "--flavor", self.flavor, "--duration", str(self.duration_s)],
+             "--flavor", self.flavor, "--duration", str(self.duration_s), "--name", self.name],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_http(f"{self.url}/_sim/stats", self.process)
