@@ -145,9 +145,17 @@ class UpstreamOutcomeUnknown(UpstreamFailed):
 
 
 class UpstreamRejected(GatewayError):
-    """The upstream refused the request with a 4xx; its sanitized message is passed on."""
+    """The upstream refused the request with a 4xx; its sanitized words are passed on.
+
+    ``upstream_error`` is what the upstream said, for the operator: never in ``body()``.
+    """
 
     type = "invalid_request_error"
+
+    def __init__(self, message: str, *, status: int, code: str, param: str | None,
+                 upstream_error: str | None) -> None:
+        super().__init__(message, status=status, code=code, param=param)
+        self.upstream_error = upstream_error
 
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:

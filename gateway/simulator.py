@@ -122,6 +122,14 @@ def _upstream_failure(status: int) -> JSONResponse:
     return _error(status, message, "server_error", kind="server_error")
 
 
+def _leaky_text(request: Request, name: str, job_id: str | None = None) -> str:
+    """A careless vendor's error text: its key, address, name and the job's id, all quoted."""
+    key, base = request.state.api_key, str(request.base_url).rstrip("/")
+    job = f" job {job_id} ({base}/v1/videos/{job_id})" if job_id else ""
+    return (f"{name} worker gpu-07.{name}.internal ({request.url.netloc}) failed{job}: "
+            f"upstream auth 'Authorization: Bearer {key}' api_key={key}; raw key {key}")
+
+
 def _not_found(job_id: str) -> JSONResponse:
     return _error(404, f"Video with id '{job_id}' not found.", "not_found")
 
@@ -195,7 +203,8 @@ class Job:
         elapsed = now - self.created
         if elapsed >= self.duration:
             end = self.created + self.duration
-            return ("failed", 99, end) if "fail" in self.directives else ("completed", 100, end)
+            failing = "fail" in self.directives or "fail-leaky" in self.directives
+            return ("failed", 99, end) if failing else ("completed", 100, end)
         if elapsed < 0.1 * self.duration:
             return "queued", 0, None
         return "in_progress", min(99, int(100 * (elapsed / self.duration - 0.1) / 0.9)), None
@@ -267,9 +276,11 @@ async def _read_derive_body(request: Request) -> tuple[dict[str, Any], int | Non
 
 class _Simulator:
     def __init__(
-        self, flavor: str, duration_s: float, api_keys: list[str] | None, content_size: int
+        self, flavor: str, duration_s: float, api_keys: list[str] | None, content_size: int,
+        name: str = "simvendor",
     ) -> None:
         self.flavor = flavor
+        self.name = name  # what this vendor calls itself in its careless error texts
         self.duration_s = duration_s
         self.api_keys = api_keys
         self.content_size = content_size
@@ -305,6 +316,12 @@ class _Simulator:
         job = self.jobs.get(job_id)
         return None if job is None or job.deleted else job
 
+    def failure(self, job: Job, request: Request) -> dict[str, Any] | str:
+        if "fail-leaky" in job.directives:
+            return {"code": "E_WORKER_7731_OOM",
+                    "message": _leaky_text(request, self.name, job.id)}
+        return "generation failed" if "string-error" in job.directives else _FAILURE
+
     def render(self, job: Job, request: Request) -> dict[str, Any]:
         status, progress, finished = job.phase(time.time())
         done = status in ("completed", "failed")
@@ -325,18 +342,18 @@ class _Simulator:
         if self.flavor == "openai":
             expires = completed_at + 3600 if completed_at and status == "completed" else None
             body.update(quality="standard", expires_at=expires)
-            body["error"] = _FAILURE if status == "failed" else None
+            body["error"] = self.failure(job, request) if status == "failed" else None
             return body
         body["status"] = _COMPAT_STATUS.get(body["status"], body["status"])
         if status == "completed":
             url_field = "url" if "url-field" in job.directives else "video_url"
             body[url_field] = f"{str(request.base_url).rstrip('/')}/files/{job.id}.mp4"
         if status == "failed":
-            string_error = "string-error" in job.directives
-            body["error"] = "generation failed" if string_error else _FAILURE
+            body["error"] = self.failure(job, request)
         return body
 
-    async def admission(self, prompt: str, directives: dict[str, str]) -> Response | None:
+    async def admission(self, request: Request, prompt: str,
+                        directives: dict[str, str]) -> Response | None:
         """Apply the prompt directives that decide how a create-like request is answered."""
         if "hang" in directives:
             await asyncio.sleep(float(directives["hang"] or 0))
@@ -345,6 +362,9 @@ class _Simulator:
         if "reject" in directives:
             message = "Your request was blocked by our moderation system."
             return _error(400, message, "moderation_blocked", param="prompt")
+        if "reject-leaky" in directives:
+            return _error(400, _leaky_text(request, self.name), "ContentSafety.Rejected.4471",
+                          param="worker_pool_gpu07")
         if not prompt.strip():
             return _error(400, "Missing required parameter: 'prompt'.", None, param="prompt")
         return None
@@ -371,7 +391,7 @@ class _Simulator:
             self.fault_count -= 1
             return _upstream_failure(self.fault_status)
         directives = _directives(body["prompt"])
-        if (refusal := await self.admission(body["prompt"], directives)) is not None:
+        if (refusal := await self.admission(request, body["prompt"], directives)) is not None:
             return refusal
         return JSONResponse(self.render(self.new_job(request, body, directives), request))
 
@@ -431,7 +451,7 @@ class _Simulator:
             return _error(400, "The request body could not be parsed.", None)
         prompt = _text(payload.get("prompt") if isinstance(payload, dict) else None, "")
         directives = _directives(prompt)
-        if (refusal := await self.admission(prompt, directives)) is not None:
+        if (refusal := await self.admission(request, prompt, directives)) is not None:
             return refusal
         inherited = {"model": source.model, "size": source.size, "seconds": source.seconds}
         body = {"prompt": prompt, "remixed_from": source.id, **inherited}
@@ -456,7 +476,7 @@ class _Simulator:
                 return _error(400, message, "invalid_video", param="video")
         prompt = _text(fields.get("prompt"), "")
         directives = _directives(prompt)
-        if (refusal := await self.admission(prompt, directives)) is not None:
+        if (refusal := await self.admission(request, prompt, directives)) is not None:
             return refusal
         model = source.model if source else _text(fields.get("model"), "sora-2")
         size = source.size if source else _text(fields.get("size"), "720x1280")
@@ -473,6 +493,8 @@ class _Simulator:
             name, upload = form.get("name"), form.get("video")
             if not isinstance(name, str) or not isinstance(upload, UploadFile):
                 return _error(400, "'name' and a 'video' file are required.", None)
+            if (refusal := await self.admission(request, name, _directives(name))) is not None:
+                return refusal
             size = len(await upload.read())
         character = {"id": f"char_{uuid.uuid4().hex}", "name": name,
                      "created_at": int(time.time())}
@@ -562,6 +584,7 @@ def create_simulator_app(
     duration_s: float = 2.0,
     api_keys: list[str] | None = None,
     content_size: int = 256 * 1024,
+    name: str = "simvendor",
 ) -> Starlette:
     """Build the simulator; ``app.state.simulator`` exposes its state to in-process tests."""
     if flavor not in FLAVORS:
@@ -570,7 +593,7 @@ def create_simulator_app(
         return create_vendor_app(
             flavor, duration_s=duration_s, api_keys=api_keys, content_size=content_size
         )
-    simulator = _Simulator(flavor, duration_s, api_keys, content_size)
+    simulator = _Simulator(flavor, duration_s, api_keys, content_size, name)
     app = Starlette(routes=simulator.routes())
     app.state.simulator = simulator
     return app
@@ -582,8 +605,9 @@ def run_simulator(
     flavor: str = "openai",
     duration_s: float = 2.0,
     api_keys: list[str] | None = None,
+    name: str = "simvendor",
 ) -> None:
-    app = create_simulator_app(flavor, duration_s=duration_s, api_keys=api_keys)
+    app = create_simulator_app(flavor, duration_s=duration_s, api_keys=api_keys, name=name)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -595,8 +619,11 @@ def _main() -> None:
     parser.add_argument("--duration", type=float, default=2.0, help="default job seconds")
     parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
                         help="accept only this key (repeatable; kling: ACCESS_KEY:SECRET_KEY)")
+    parser.add_argument("--name", default="simvendor",
+                        help="what the vendor calls itself in the [fail-leaky] and "
+                             "[reject-leaky] error texts")
     args = parser.parse_args()
-    run_simulator(args.host, args.port, args.flavor, args.duration, args.api_keys)
+    run_simulator(args.host, args.port, args.flavor, args.duration, args.api_keys, args.name)
 
 
 if __name__ == "__main__":

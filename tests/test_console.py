@@ -369,7 +369,7 @@ class TestConsoleJobs:
         failed = page.locator(f"tr[data-video-id='{traffic.failed_id}']")
         expect(completed.locator(".status")).to_have_text("completed")
         expect(failed.locator(".status")).to_have_text("failed")
-        expect(failed).to_contain_text("video_generation_failed")
+        expect(failed).to_contain_text("upstream_failed")
         expect(failed).to_contain_text("refund")
         expect(failed.get_by_role("button", name="Preview")).to_have_count(0)
         expect(completed).to_contain_text("capture")

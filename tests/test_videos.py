@@ -331,7 +331,7 @@ class TestVideoObject:
         with _http(gateway, token) as http:
             body = http.get(f"/videos/{video.id}").json()
         assert set(body) >= VIDEO_FIELDS
-        assert body["error"] == {"code": "video_generation_failed",
+        assert body["error"] == {"code": "upstream_failed",
                                  "message": "The video could not be generated."}
         assert body["status"] == "failed"
         assert isinstance(body["completed_at"], int)

@@ -162,7 +162,8 @@ class JobTracker:
             values["content_url"] = result.content_url
         if result.status in ("completed", "failed"):
             values.update(completed_at=result.completed_at or at, expires_at=result.expires_at,
-                          error_code=result.error_code, error_message=result.error_message)
+                          error_code=result.error_code, error_message=result.error_message,
+                          upstream_error=result.error_raw)
         kind = {"completed": "capture", "failed": "refund"}.get(result.status)
         note = result.error_code if kind == "refund" else None
         if not await self._record(job, values, kind, note=note):

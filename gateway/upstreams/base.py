@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 import httpx
+
+from gateway.upstreams.sanitize import PublicError
 
 # Every status word seen from OpenAI-format providers, folded onto OpenAI's four.
 # Anything not listed is treated as still running: only an explicit failure ends a job.
@@ -32,8 +33,10 @@ class UpstreamJob:
     id: str
     status: str
     progress: int = 0
+    # A failed job's error as a client may see it, and as the upstream said it (operator only).
     error_code: str | None = None
     error_message: str | None = None
+    error_raw: str | None = None
     completed_at: float | None = None
     expires_at: float | None = None
     content_url: str | None = None
@@ -111,12 +114,13 @@ class UpstreamAmbiguous(UpstreamError):
 class UpstreamRefused(UpstreamError):
     """The upstream answered 4xx: the request itself is at fault."""
 
-    def __init__(self, status: int, message: str, *, code: str | None, param: str | None) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, error: PublicError) -> None:
+        super().__init__(error.message)
         self.status = status
-        self.message = message
-        self.code = code
-        self.param = param
+        self.message = error.message
+        self.code = error.code
+        self.param = error.param
+        self.raw = error.raw
 
 
 class UpstreamGone(UpstreamError):
@@ -138,24 +142,6 @@ class Adapter(Protocol):
 
     def content(self, upstream_id: str, key: str, *, variant: str, content_url: str | None,
                 range_header: str | None) -> AbstractAsyncContextManager[httpx.Response]: ...
-
-
-_SECRETISH = [
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), "[redacted]"),
-    (re.compile(r"(?i)bearer\s+\S+"), "Bearer [redacted]"),
-    (re.compile(r"https?://\S+"), "[url]"),
-    (re.compile(r"(?i)(api[_-]?key|key|token)\s*[=:]\s*\S+"), r"\1=[redacted]"),
-]
-
-
-def sanitize(message: str, *secrets: str | None) -> str:
-    """Strip keys, URLs and the given literals (upstream names, ids) from an upstream message."""
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "[redacted]")
-    for pattern, replacement in _SECRETISH:
-        message = pattern.sub(replacement, message)
-    return message[:500]
 
 
 async def aiter_closing(response: httpx.Response) -> AsyncIterator[bytes]:

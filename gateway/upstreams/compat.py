@@ -37,7 +37,7 @@ class CompatAdapter(OpenAIAdapter):
         headers = {"Range": range_header} if range_header else {}
         built = self.client.build_request("GET", content_url, headers=headers,
                                           timeout=self.timeout)
-        response = await self._open(built, key)
+        response = await self._open(built, upstream_id)
         try:
             yield response
         finally:

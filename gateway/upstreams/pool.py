@@ -23,6 +23,7 @@ from gateway.upstreams.base import (
 from gateway.upstreams.breaker import Breaker
 from gateway.upstreams.compat import CompatAdapter
 from gateway.upstreams.openai import OpenAIAdapter
+from gateway.upstreams.sanitize import UpstreamSecrets
 from gateway.upstreams.transport import UpstreamClient
 
 log = logging.getLogger("gateway.upstreams")
@@ -45,6 +46,18 @@ class Placement:
         return keys[self.key_index % len(keys)]
 
 
+def _secrets(upstream: UpstreamConfig) -> UpstreamSecrets:
+    # A vendor's name for one of our models is its own word; our public names are not secret.
+    vendor_models = [name for model, name in upstream.model_map.items() if name != model]
+    return UpstreamSecrets.of(name=upstream.name, base_url=upstream.base_url,
+                              keys=upstream.keys, models=vendor_models)
+
+
+def _rejected(exc: UpstreamRefused) -> UpstreamRejected:
+    return UpstreamRejected(exc.message, status=exc.status, param=exc.param, code=exc.code,
+                            upstream_error=exc.raw)
+
+
 def _client(upstream: UpstreamConfig) -> UpstreamClient:
     # httpcore scans every pooled connection on each request, so one small pool per upstream
     # costs far less per call than one large pool shared by all of them.
@@ -61,7 +74,8 @@ class UpstreamPool:
         self.clients = {upstream.name: _client(upstream) for upstream in settings.upstreams}
         self.adapters: dict[str, Adapter] = {
             upstream.name: ADAPTERS[upstream.flavor](
-                upstream.name, upstream.base_url, self.clients[upstream.name], upstream.timeout_s
+                upstream.name, upstream.base_url, self.clients[upstream.name], upstream.timeout_s,
+                secrets=_secrets(upstream),
             )
             for upstream in settings.upstreams
         }
@@ -132,8 +146,7 @@ class UpstreamPool:
                 continue
             except UpstreamRefused as exc:
                 breaker.succeeded()  # it answered: the upstream is healthy, the request not
-                raise UpstreamRejected(exc.message, status=exc.status, param=exc.param,
-                                       code=exc.code or "upstream_rejected") from exc
+                raise _rejected(exc) from exc
             except UpstreamAmbiguous as exc:
                 breaker.failed()
                 # The upstream may hold a job now; sending it elsewhere could make two.
@@ -155,8 +168,7 @@ class UpstreamPool:
         try:
             return placement, await call(self.adapters[name], placement)
         except UpstreamRefused as exc:
-            raise UpstreamRejected(exc.message, status=exc.status, param=exc.param,
-                                   code=exc.code or "upstream_rejected") from exc
+            raise _rejected(exc) from exc
         except UpstreamUnavailable as exc:
             log.warning("upstream call failed", extra={"upstream": name, "reason": str(exc)})
             raise UpstreamFailed("The upstream provider failed; nothing was charged.") from exc

@@ -33,6 +33,8 @@ class AdminVideo(Video):
     deleted: bool
     content_stored: bool
     age_s: int
+    # The upstream's own words about a failure (less our keys): the operator's only.
+    upstream_error: str | None
 
     @classmethod
     def of_job(cls, job: Job, at: float) -> AdminVideo:
@@ -40,7 +42,8 @@ class AdminVideo(Video):
                    billing_mode=job.billing_mode, kind=job.kind, upstream=job.upstream,
                    price_usd=micros_to_usd(job.price_micros), settlement=job.settlement,
                    deleted=job.deleted_at is not None,
-                   content_stored=job.content_file is not None, age_s=int(at - job.created_at))
+                   content_stored=job.content_file is not None, age_s=int(at - job.created_at),
+                   upstream_error=job.upstream_error)
 
 
 class AdminVideoList(BaseModel):

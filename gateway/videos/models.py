@@ -33,8 +33,11 @@ class Job(Base):
     price_micros: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16))
     progress: Mapped[int] = mapped_column(Integer, default=0)
+    # What a client sees of a failure: already sanitized (see upstreams.sanitize).
     error_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the upstream said of it, for the operator only (the admin API).
+    upstream_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     upstream: Mapped[str | None] = mapped_column(String(100), nullable=True)
     upstream_key_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
     upstream_id: Mapped[str | None] = mapped_column(String(200), nullable=True)

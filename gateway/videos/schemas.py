@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from gateway.upstreams.sanitize import UPSTREAM_FAILED
 from gateway.videos.models import Job
 
 
@@ -43,7 +44,7 @@ class Video(BaseModel):
     def of(cls, job: Job) -> Video:
         error = None
         if job.status == "failed":
-            error = VideoError(code=job.error_code or "video_generation_failed",
+            error = VideoError(code=job.error_code or UPSTREAM_FAILED,
                                message=job.error_message or "The video could not be generated.")
         return cls(
             id=job.id, model=job.model,

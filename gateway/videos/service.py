@@ -20,6 +20,7 @@ from gateway.errors import (
     NoUpstream,
     PermissionDenied,
     RateLimited,
+    UpstreamRejected,
     VideoNotReady,
 )
 from gateway.jobs.tracker import DELETED
@@ -226,7 +227,9 @@ class VideoService:
         """The upstream never took the job: release the hold and keep the job out of sight."""
         at = now()
         values = {"status": "failed", "error_code": exc.code, "error_message": exc.message,
-                  "completed_at": at, "updated_at": at, "deleted_at": at}
+                  "completed_at": at, "updated_at": at, "deleted_at": at,
+                  "upstream_error": exc.upstream_error if isinstance(exc, UpstreamRejected)
+                  else None}
 
         def release(conn: Connection) -> bool:
             job_rows.update_submitting(conn, job.id, values)

@@ -103,6 +103,8 @@ class Simulator:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     api_key: str | None = None  # when set, the only key accepted (kling: ACCESS:SECRET)
+    # What the vendor calls itself in its [fail-leaky] and [reject-leaky] error texts.
+    name: str = "simvendor"
 
     @property
     def url(self) -> str:
@@ -120,7 +122,8 @@ class Simulator:
         keys = ["--api-key", self.api_key] if self.api_key else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.simulator", "--port", str(self.port),
-             "--flavor", self.flavor, "--duration", str(self.duration_s), *keys],
+             "--flavor", self.flavor, "--duration", str(self.duration_s), "--name", self.name,
+             *keys],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         return self
