@@ -24,6 +24,7 @@ from gateway.upstreams.base import (
     UpstreamUnavailable,
 )
 from gateway.upstreams.flavor import ContentStream
+from gateway.upstreams.sanitize import PublicError, UpstreamSecrets, public_error
 from gateway.upstreams.transport import UpstreamClient
 
 USER_AGENT = f"video-gateway/{__version__}"
@@ -32,7 +33,7 @@ USER_AGENT = f"video-gateway/{__version__}"
 # is not at fault, so creates fail over and nothing of the answer is passed on.
 NOT_CLIENTS_FAULT = frozenset({401, 403, 404, 405, 408, 409, 429})
 
-# A vendor's error body -> (message, code, param), all raw; the gateway sanitizes them later.
+# A vendor's error body -> (message, code, param), all raw; ``public`` sanitizes them.
 ErrorReader = Callable[[Any], tuple[str | None, str | None, str | None]]
 
 
@@ -60,13 +61,20 @@ class UpstreamHTTP:
     """One upstream's sending: its base URL, client, timeout, auth and error dialect."""
 
     def __init__(self, name: str, base_url: str, client: UpstreamClient, timeout_s: float,
-                 auth: Auth, errors: ErrorReader = openai_error) -> None:
+                 auth: Auth, *, secrets: UpstreamSecrets | None = None,
+                 errors: ErrorReader = openai_error) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.client = client
         self.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self.auth = auth
+        self.secrets = secrets or UpstreamSecrets.of(name=name, base_url=base_url)
         self.errors = errors
+
+    def public(self, code: object, message: object, param: object = None, *,
+               ids: tuple[str | None, ...] = ()) -> PublicError:
+        """Every word of this upstream that may reach a client passes through here."""
+        return public_error(code, message, param, secrets=self.secrets, ids=ids)
 
     def request(self, method: str, path: str, key: str | None, *,
                 headers: Mapping[str, str] | None = None, **kwargs: Any) -> httpx.Request:
@@ -94,7 +102,8 @@ class UpstreamHTTP:
             # The request may have reached the upstream: whatever it did is unknown.
             raise UpstreamAmbiguous(f"no answer ({type(exc).__name__})") from exc
 
-    def check(self, response: httpx.Response, *, gone_on_404: bool) -> None:
+    def check(self, response: httpx.Response, *, gone_on_404: bool,
+              ids: tuple[str | None, ...] = ()) -> None:
         status = response.status_code
         if status < 400:
             return
@@ -108,14 +117,13 @@ class UpstreamHTTP:
         except ValueError:
             body = None
         message, code, param = self.errors(body)
-        raise UpstreamRefused(status, message or "The upstream provider refused the request.",
-                              code=code, param=param)
+        raise UpstreamRefused(status, self.public(code, message, param, ids=ids))
 
     async def json(self, request: httpx.Request, operation: str, *,
-                   gone_on_404: bool = False) -> Any:
+                   gone_on_404: bool = False, ids: tuple[str | None, ...] = ()) -> Any:
         """Send a small call; its JSON answer, or the upstream error it amounts to."""
         response = await self.send(request, operation)
-        self.check(response, gone_on_404=gone_on_404)
+        self.check(response, gone_on_404=gone_on_404, ids=ids)
         try:
             return response.json()
         except ValueError as exc:

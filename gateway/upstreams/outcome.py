@@ -47,10 +47,12 @@ class Completed:
 
 @dataclass(frozen=True)
 class Failed:
-    """The vendor's explicit failure; ``code`` and ``message`` are its raw words."""
+    """The vendor's explicit failure: ``code`` and ``message`` as a client may see them
+    (through ``UpstreamHTTP.public``), ``raw`` as the vendor said it, for the operator."""
 
     code: str | None = None
     message: str | None = None
+    raw: str | None = None
 
 
 @dataclass(frozen=True)
