@@ -17,7 +17,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from gateway.config import Settings
 from gateway.errors import InvalidRequest
 from gateway.upstreams.base import ImageFile, VideoUpload
-from gateway.videos.media import check_image
+from gateway.videos.media import check_image, probe_video
 
 DEFAULT_MODEL = "sora-2"
 DEFAULT_SECONDS = "4"
@@ -287,14 +287,12 @@ def video_reference(fields: dict[str, Any]) -> str:
     )
 
 
-VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
-
-
-def video_upload(fields: dict[str, Any], name: str = "video") -> VideoUpload | None:
-    """An uploaded source video, streamed on to the upstream from the spooled upload."""
+async def video_upload(fields: dict[str, Any], name: str = "video") -> VideoUpload | None:
+    """An uploaded source video, measured from its container, streamed on from the spool."""
     value = fields.get(name)
     if not isinstance(value, UploadFile):
         return None
-    content_type = (value.content_type or "").lower()
-    return VideoUpload(value.file, value.filename or "video.mp4",
-                       content_type if content_type in VIDEO_TYPES else "video/mp4")
+    # MediaInfo reads the spooled file (from disk past a few MB): off the event loop.
+    facts = await asyncio.to_thread(probe_video, value.file, param=name)
+    return VideoUpload(value.file, value.filename or "video.mp4", facts.content_type,
+                       facts.seconds)

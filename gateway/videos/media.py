@@ -1,12 +1,16 @@
-"""Uploaded media checked for what it is before anything is held: images decoded whole."""
+"""Uploaded media checked for what it is before anything is held: images decoded whole,
+videos measured from their container."""
 
 from __future__ import annotations
 
 import io
 import struct
 import warnings
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 from PIL import Image
+from pymediainfo import MediaInfo
 
 from gateway.errors import InvalidRequest
 
@@ -44,3 +48,58 @@ def check_image(data: bytes, size: str, *, param: str = "input_reference") -> st
                              param=param) from exc
     assert kind in IMAGE_FORMATS
     return IMAGE_FORMATS[kind]
+
+
+# -- videos ---------------------------------------------------------------------------------
+# A clip this much longer than an offered length still counts as that length: containers
+# round durations (a last frame's timestamp, an edit list) by a few hundredths of a second.
+DURATION_SLACK_S = 0.1
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    seconds: float
+    content_type: str
+
+
+def probe_video(file: BinaryIO, *, param: str = "video") -> VideoFacts:
+    """What an uploaded file is, read from its container: a video we forward, and its length.
+
+    The length is the longest video track's, not the movie header's, which a file can set to
+    anything.
+    """
+    file.seek(0)
+    try:
+        info = MediaInfo.parse(file)
+    finally:
+        file.seek(0)
+    general = info.general_tracks[0] if info.general_tracks else None
+    content_type = _container_type(general)
+    if content_type is None or not info.video_tracks:
+        raise InvalidRequest(f"'{param}' must be an MP4, QuickTime or WebM video.", param=param)
+    milliseconds = [float(track.duration) for track in info.video_tracks if track.duration]
+    if not milliseconds and general is not None and general.duration:
+        milliseconds = [float(general.duration)]
+    if not milliseconds or max(milliseconds) <= 0:
+        raise InvalidRequest(f"The length of '{param}' cannot be read from its container.",
+                             param=param)
+    return VideoFacts(seconds=max(milliseconds) / 1000, content_type=content_type)
+
+
+def _container_type(general: Any) -> str | None:
+    if general is None:
+        return None
+    if general.format == "MPEG-4":
+        return "video/quicktime" if general.format_profile == "QuickTime" else "video/mp4"
+    return "video/webm" if general.format == "WebM" else None
+
+
+def billed_seconds(duration_s: float, offered: list[int], *, model: str,
+                   param: str = "video") -> int:
+    """The shortest length a model offers that a clip of ``duration_s`` fits in."""
+    fitting = [seconds for seconds in sorted(offered) if duration_s <= seconds + DURATION_SLACK_S]
+    if not fitting:
+        raise InvalidRequest(
+            f"'{param}' plays for {duration_s:.2f} s; model '{model}' takes videos of at most "
+            f"{max(offered)} s.", param=param)
+    return fitting[0]
