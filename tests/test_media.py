@@ -9,7 +9,7 @@ import pytest
 from gateway.errors import InvalidRequest
 from gateway.videos.inputs import MAX_JSON_DEPTH, load_json
 from gateway.videos.media import billed_seconds, check_image, probe_video
-from tests.support.media import bomb_png, garbage_png, image_bytes, mp4
+from tests.support.media import bomb_png, garbage_png, image_bytes, mp4, webm
 
 
 class TestCheckImage:
@@ -37,6 +37,10 @@ class TestProbeVideo:
     def test_length_and_type_come_from_the_container(self) -> None:
         facts = probe_video(io.BytesIO(mp4(8.0)))
         assert (facts.seconds, facts.content_type) == (8.0, "video/mp4")
+
+    def test_a_webm_is_a_video_too(self) -> None:
+        facts = probe_video(io.BytesIO(webm(6.5)))
+        assert (facts.seconds, facts.content_type) == (6.5, "video/webm")
 
     def test_the_longest_video_track_counts_not_the_movie_header(self) -> None:
         assert probe_video(io.BytesIO(mp4(1.0, track_seconds=20.0))).seconds == 20.0

@@ -93,3 +93,27 @@ def mp4(seconds: float, *, track_seconds: float | None = None, padding: int = 0,
     ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isomiso2avc1mp41")
     moov = _box(b"moov", mvhd, _video_track(track_ticks, timescale, width, height))
     return ftyp + moov + _box(b"mdat", b"\x00" * (16 + padding))
+
+
+# -- WebM (Matroska) ------------------------------------------------------------------------
+def _element(element_id: bytes, *parts: bytes) -> bytes:
+    payload = b"".join(parts)
+    return element_id + b"\x01" + len(payload).to_bytes(7, "big") + payload  # 8-byte size
+
+
+def _uint(element_id: bytes, value: int, width: int = 1) -> bytes:
+    return _element(element_id, value.to_bytes(width, "big"))
+
+
+def webm(seconds: float, *, width: int = 64, height: int = 64) -> bytes:
+    """A WebM header: one VP8 video track, a segment of ``seconds``, no frames."""
+    header = _element(b"\x1a\x45\xdf\xa3", _uint(b"\x42\x86", 1), _uint(b"\x42\xf7", 1),
+                      _uint(b"\x42\xf2", 4), _uint(b"\x42\xf3", 8),
+                      _element(b"\x42\x82", b"webm"), _uint(b"\x42\x87", 2),
+                      _uint(b"\x42\x85", 2))
+    info = _element(b"\x15\x49\xa9\x66", _uint(b"\x2a\xd7\xb1", 1_000_000, 4),
+                    _element(b"\x44\x89", struct.pack(">d", seconds * 1000)))  # milliseconds
+    picture = _element(b"\xe0", _uint(b"\xb0", width, 2), _uint(b"\xba", height, 2))
+    track = _element(b"\xae", _uint(b"\xd7", 1), _uint(b"\x73\xc5", 1, 4), _uint(b"\x83", 1),
+                     _element(b"\x86", b"V_VP8"), picture)
+    return header + _element(b"\x18\x53\x80\x67", info, _element(b"\x16\x54\xae\x6b", track))
