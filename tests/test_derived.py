@@ -94,11 +94,14 @@ class TestEditsAndExtensions:
         clip = mp4(8.0, padding=64 * 1024)
         prompt = f"long upload {uuid.uuid4()}"
 
-        video = gateway.client(token).videos.edit(  # the SDK sends no seconds: "4" by default
+        client = gateway.client(token)
+        video = client.videos.edit(  # the SDK sends no seconds: "4" by default
             prompt=prompt, video=("clip.mp4", io.BytesIO(clip), "video/mp4"))
+        assert client.videos.poll(video.id, poll_interval_ms=100).status == "completed"
 
         assert video.seconds == "8"
-        assert gateway.token(token_id)["held_usd"] == "0.800000"
+        assert [(entry["kind"], entry["amount_usd"]) for entry in gateway.ledger(token_id)
+                if entry["job_id"] == video.id] == [("hold", "0.800000"), ("capture", "0.800000")]
         derived = next(d for d in simulator.stats()["derived"]
                        if d["new_id"] == _upstream_id(simulator, prompt))
         assert derived["upload_bytes"] == len(clip)
