@@ -45,6 +45,12 @@ class ContentStoreConfig(_Strict):
     retention_s: float = Field(7 * 24 * 3600, gt=0)
 
 
+class MetricsConfig(_Strict):
+    # /metrics names upstreams and sums settled money: by default only the admin token or
+    # metrics_token reads it; true opens it to anyone who reaches the port.
+    public: bool = False
+
+
 class GroupConfig(_Strict):
     billing_modes: list[BillingMode] = Field(min_length=1)
     multiplier: Decimal = Field(Decimal(1), gt=0)
@@ -103,6 +109,8 @@ class Settings(_Strict):
     admin_token: str | None = None
     # Key for hashing gateway tokens; when unset one is generated and kept in the database.
     secret_key: str | None = None
+    # A bearer token that reads /metrics and nothing else (what Prometheus is given).
+    metrics_token: str | None = None
     max_upload_mb: float = Field(20, gt=0)
     max_prompt_chars: int = Field(32000, ge=1)
     # How long a process may answer token lookups and video reads from memory; other
@@ -111,6 +119,7 @@ class Settings(_Strict):
     log_level: str = "INFO"
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     content_store: ContentStoreConfig = Field(default_factory=ContentStoreConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     groups: dict[str, GroupConfig] = Field(
         default_factory=lambda: {
             "default": GroupConfig(billing_modes=["per_second", "per_call"]),
@@ -167,6 +176,7 @@ _OVERRIDES = {
     "GATEWAY_HOST": "host",
     "GATEWAY_PORT": "port",
     "GATEWAY_SECRET_KEY": "secret_key",
+    "GATEWAY_METRICS_TOKEN": "metrics_token",
 }
 
 

@@ -166,6 +166,9 @@ async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":  # its loc is an offset into the body, no param
+        return await _gateway_error(request, InvalidRequest(
+            f"The request body is malformed JSON: {first.get('ctx', {}).get('error', '')}."))
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     param = ".".join(loc) or None
     error = InvalidRequest(f"Invalid value for '{param}': {first.get('msg', 'invalid')}",
@@ -180,6 +183,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     elif exc.status_code == 405:
         error = InvalidRequest(f"Method {request.method} not allowed here",
                                code="method_not_allowed", status=405)
+    elif isinstance(exc.__cause__, RecursionError):  # FastAPI's JSON parse ran out of stack
+        error = InvalidRequest("The request body is malformed JSON: it nests too deeply.")
     else:
         error = InvalidRequest(str(exc.detail), code="invalid_request", status=exc.status_code)
     return await _gateway_error(request, error)

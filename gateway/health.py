@@ -10,10 +10,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
 
+from gateway.errors import ErrorResponse
 from gateway.ledger.pricing import MICROS_PER_USD
 from gateway.metrics import HELD_USD, JOBS, RECONCILER_LAG, REGISTRY
 from gateway.migrate import current_revision, head_revision
-from gateway.tokens.auth import Context
+from gateway.tokens.auth import Context, MetricsAuth
 from gateway.tokens.models import Token
 from gateway.videos.models import Job
 
@@ -43,7 +44,9 @@ async def readyz(ctx: Context) -> JSONResponse:
                         status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[MetricsAuth], responses={
+    401: {"model": ErrorResponse,
+          "description": "No admin or metrics token (unless metrics.public is set)."}})
 async def metrics(request: Request, ctx: Context) -> Response:
     async with ctx.sessions() as session:
         counts = dict((await session.execute(

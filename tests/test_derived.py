@@ -9,9 +9,10 @@ import httpx
 import openai
 import pytest
 
+from tests.support.media import image_bytes, mp4
 from tests.support.servers import Gateway, Simulator
 
-MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 2048
+MP4 = mp4(4.0, padding=2048)
 
 
 def _completed(gateway: Gateway, token: str) -> str:
@@ -36,7 +37,8 @@ class TestEditsAndExtensions:
 
         response = httpx.post(f"{gateway.url}/v1/videos/edits",
                               headers={"Authorization": f"Bearer {token}"},
-                              json={"prompt": prompt, "video": {"id": source}})
+                              json={"prompt": prompt, "video": {"id": source},
+                                    "seconds": "4"})  # an edit is as long as its source
 
         assert response.status_code == 200, response.text
         video = response.json()
@@ -85,6 +87,83 @@ class TestEditsAndExtensions:
         assert derived["upload_bytes"] == len(MP4)
         assert gateway.token(token_id)["held_usd"] == "0.400000"
         gateway.assert_reconciles(token_id)
+
+    def test_an_uploaded_video_is_billed_by_its_own_length(self, gateway: Gateway,
+                                                           simulator: Simulator) -> None:
+        token_id, token = gateway.create_token(balance_usd="5")
+        clip = mp4(8.0, padding=64 * 1024)
+        prompt = f"long upload {uuid.uuid4()}"
+
+        client = gateway.client(token)
+        video = client.videos.edit(  # the SDK sends no seconds: "4" by default
+            prompt=prompt, video=("clip.mp4", io.BytesIO(clip), "video/mp4"))
+        assert client.videos.poll(video.id, poll_interval_ms=100).status == "completed"
+
+        assert video.seconds == "8"
+        assert [(entry["kind"], entry["amount_usd"]) for entry in gateway.ledger(token_id)
+                if entry["job_id"] == video.id] == [("hold", "0.800000"), ("capture", "0.800000")]
+        derived = next(d for d in simulator.stats()["derived"]
+                       if d["new_id"] == _upstream_id(simulator, prompt))
+        assert derived["upload_bytes"] == len(clip)
+        gateway.assert_reconciles(token_id)
+
+    @pytest.mark.parametrize(("length", "billed"), [(0.5, "4"), (4.05, "4"), (4.5, "8"),
+                                                    (11.9, "12")])
+    def test_a_clip_is_billed_as_the_shortest_offered_length_it_fits(
+            self, gateway: Gateway, length: float, billed: str) -> None:
+        _, token = gateway.create_token(balance_usd="5")
+        response = httpx.post(f"{gateway.url}/v1/videos/edits",
+                              headers={"Authorization": f"Bearer {token}"},
+                              data={"prompt": "fit", "seconds": "4"},
+                              files={"video": ("clip.mp4", mp4(length), "video/mp4")})
+        assert response.status_code == 200, response.text
+        assert response.json()["seconds"] == billed
+
+    def test_a_movie_header_shorter_than_its_track_does_not_lower_the_price(
+            self, gateway: Gateway) -> None:
+        token_id, token = gateway.create_token(balance_usd="5")
+        gateway.client(token).videos.edit(
+            prompt="header lies", video=("clip.mp4", mp4(1.0, track_seconds=12.0), "video/mp4"))
+        assert gateway.token(token_id)["held_usd"] == "1.200000"
+
+    def test_an_upload_longer_than_the_model_offers_is_400(self, gateway: Gateway,
+                                                           simulator: Simulator) -> None:
+        token_id, token = gateway.create_token(balance_usd="5")
+        derived = len(simulator.stats()["derived"])
+        with pytest.raises(openai.BadRequestError) as refused:
+            gateway.client(token).videos.edit(
+                prompt="too long", video=("clip.mp4", io.BytesIO(mp4(12.5)), "video/mp4"))
+        assert (refused.value.code, refused.value.param) == ("invalid_value", "video")
+        assert "12.50 s" in refused.value.message
+        assert len(simulator.stats()["derived"]) == derived
+        assert gateway.token(token_id)["held_usd"] == "0.000000"
+        assert [entry["kind"] for entry in gateway.ledger(token_id)] == ["topup"]
+
+    @pytest.mark.parametrize(("route", "data"), [
+        ("edits", {"prompt": "not a video"}),
+        ("extensions", {"prompt": "not a video", "seconds": "4"}),
+        ("characters", {"name": "Ada"}),
+    ])
+    @pytest.mark.parametrize("upload", [
+        b"just some text, no container at all",
+        MP4[:24] + b"\x00" * 4096,  # an ftyp box and nothing a player could play
+        image_bytes(64, 64, "PNG"),
+    ], ids=["text", "ftyp_only", "png"])
+    def test_an_upload_that_is_not_a_video_is_400(self, gateway: Gateway, simulator: Simulator,
+                                                  route: str, data: dict[str, str],
+                                                  upload: bytes) -> None:
+        token_id, token = gateway.create_token(balance_usd="5")
+        before = simulator.stats()
+        response = httpx.post(f"{gateway.url}/v1/videos/{route}", data=data,
+                              headers={"Authorization": f"Bearer {token}"},
+                              files={"video": ("clip.mp4", upload, "video/mp4")})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["param"]) == ("invalid_value", "video"), error
+        after = simulator.stats()
+        assert (len(after["derived"]), len(after["characters"])) == (
+            len(before["derived"]), len(before["characters"]))
+        assert [entry["kind"] for entry in gateway.ledger(token_id)] == ["topup"]
 
     def test_another_tokens_video_cannot_be_edited(self, gateway: Gateway) -> None:
         _, owner = gateway.create_token(balance_usd="10")

@@ -77,10 +77,8 @@ def job_kinds(gw: Gateway, token_id: str, video_id: str) -> list[str]:
 
 def samples(gw: Gateway, name: str) -> list[tuple[dict[str, str], float]]:
     """(labels, value) of every sample called ``name`` on /metrics."""
-    response = httpx.get(f"{gw.url}/metrics", timeout=10)
-    assert response.status_code == 200, response.text
     return [(sample.labels, sample.value)
-            for family in text_string_to_metric_families(response.text)
+            for family in text_string_to_metric_families(gw.metrics())
             for sample in family.samples if sample.name == name]
 
 

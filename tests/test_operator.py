@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ import openai
 import pytest
 import yaml
 
-from tests.support.servers import ADMIN_TOKEN, SIM_KEY, Gateway, Simulator
+from tests.support.servers import ADMIN_TOKEN, SIM_KEY, Gateway, Simulator, upstream
 
 
 def cli(gateway: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
@@ -176,7 +177,7 @@ class TestSelfService:
 class TestHealthAndLogs:
     def test_readyz_metrics_and_request_ids(self, gateway: Gateway) -> None:
         ready = httpx.get(f"{gateway.url}/readyz")
-        metrics = httpx.get(f"{gateway.url}/metrics").text
+        metrics = gateway.metrics()
 
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"database": True, "migrations": True,
@@ -202,3 +203,40 @@ class TestHealthAndLogs:
         for secret in (token, ADMIN_TOKEN, SIM_KEY, "sk-upstream-secret"):
             assert secret not in logs
         assert "job ended" in logs
+
+
+class TestMetricsAccess:
+    """/metrics names upstreams and sums money: only the operator's scraper reads it."""
+
+    def _refused(self, response: httpx.Response) -> None:
+        assert response.status_code == 401, response.text
+        error = response.json()["error"]
+        assert (error["type"], error["code"], error["param"]) == (
+            "invalid_request_error", "invalid_api_key", None)
+        assert "gateway_" not in response.text
+
+    def test_metrics_need_the_admin_token(self, gateway: Gateway) -> None:
+        _, token = gateway.create_token()
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {token}"},
+                        {"Authorization": f"Basic {ADMIN_TOKEN}"}):
+            self._refused(httpx.get(f"{gateway.url}/metrics", headers=headers))
+        assert "gateway_requests_total" in gateway.metrics(ADMIN_TOKEN)
+
+    def test_a_metrics_token_reads_metrics_and_nothing_else(
+            self, make_gateway: Callable[..., Gateway], simulator: Simulator) -> None:
+        gw = make_gateway([upstream("primary", simulator, ["official"])],
+                          metrics_token="prometheus-scrape-secret")
+        assert "gateway_money_held_usd" in gw.metrics("prometheus-scrape-secret")
+        assert "gateway_money_held_usd" in gw.metrics(ADMIN_TOKEN)
+        self._refused(httpx.get(f"{gw.url}/metrics"))
+        admin = httpx.get(f"{gw.url}/admin/tokens",
+                          headers={"Authorization": "Bearer prometheus-scrape-secret"})
+        assert admin.status_code == 401, admin.text
+
+    def test_public_metrics_are_open_when_the_operator_says_so(
+            self, make_gateway: Callable[..., Gateway], simulator: Simulator) -> None:
+        gw = make_gateway([upstream("primary", simulator, ["official"])],
+                          metrics={"public": True})
+        response = httpx.get(f"{gw.url}/metrics")
+        assert response.status_code == 200, response.text
+        assert "gateway_requests_total" in response.text

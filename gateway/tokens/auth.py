@@ -73,5 +73,18 @@ async def admin(request: Request, ctx: Context) -> None:
         raise Unauthorized("Invalid admin token.")
 
 
+async def metrics_reader(request: Request, ctx: Context) -> None:
+    """The admin token or the metrics token, unless the operator made the metrics public."""
+    settings = ctx.settings
+    if settings.metrics.public:
+        return
+    credential = _bearer(request)
+    accepted = [token for token in (settings.admin_token, settings.metrics_token) if token]
+    # Both comparisons run (a list, not a generator): the time taken says nothing of which.
+    if not any([constant_time_equals(credential, token) for token in accepted]):
+        raise Unauthorized("Invalid metrics token.")
+
+
 GatewayToken = Annotated[Token, Depends(gateway_token)]
 AdminAuth = Depends(admin)
+MetricsAuth = Depends(metrics_reader)

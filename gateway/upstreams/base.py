@@ -56,6 +56,7 @@ class VideoUpload:
     file: BinaryIO
     filename: str
     content_type: str
+    duration_s: float  # as its container says, read before anything was held
 
     def part(self) -> tuple[str, BinaryIO, str]:
         self.file.seek(0)  # each failover attempt sends the whole file again

@@ -53,7 +53,7 @@ class CharacterService:
             # Checked before the upstream creates anything that could then not be recorded.
             raise InvalidRequest(f"'name' is longer than {MAX_NAME_CHARS} characters.",
                                  param="name")
-        upload = video_upload(fields)
+        upload = await video_upload(fields)
         if upload is None:
             raise InvalidRequest("'video' must be an uploaded video file.", param="video")
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import io
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -18,14 +17,17 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from gateway.config import Settings
 from gateway.errors import InvalidRequest
 from gateway.upstreams.base import ImageFile, VideoUpload
+from gateway.videos.media import check_image, probe_video
 
 DEFAULT_MODEL = "sora-2"
 DEFAULT_SECONDS = "4"
 DEFAULT_SIZE = "720x1280"
 # Sizes a model accepts when it is priced only per call (no per-second table lists them).
 STANDARD_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
-IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 MAX_FIELDS = 50
+# Deeper than any field of this API nests, shallow enough that nothing recursing over a parsed
+# body (the checks here, the database driver, an upstream's encoder) runs out of stack.
+MAX_JSON_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,7 @@ async def read_body(request: Request) -> dict[str, Any]:
     """The request's fields as a dict; multipart nested keys (``a[b]``) become dicts."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidRequest("The request body is not valid JSON.", param=None) from exc
+        body = load_json(await request.body(), "The request body", param=None)
         if not isinstance(body, dict):
             raise InvalidRequest("The request body must be a JSON object.")
         _check_text(body, None)
@@ -94,6 +93,34 @@ async def _multipart(request: Request) -> FormData:
         return await parser.parse()
     except MultiPartException as exc:
         raise InvalidRequest(f"Malformed multipart body: {exc.message}") from exc
+
+
+def load_json(text: str | bytes, name: str, *, param: str | None) -> Any:
+    """Client JSON, parsed; malformed or too deeply nested JSON is refused, naming ``name``."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        too_deep = True  # refused below, once the exhausted stack has unwound
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise InvalidRequest(f"{name} is malformed JSON.", param=param) from exc
+    else:
+        too_deep = _nesting(value) > MAX_JSON_DEPTH
+    if too_deep:
+        raise InvalidRequest(f"{name} is malformed JSON: it nests more than {MAX_JSON_DEPTH} "
+                             "levels deep.", param=param)
+    return value
+
+
+def _nesting(value: Any) -> int:
+    """How deep arrays and objects nest in ``value``, counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack and deepest <= MAX_JSON_DEPTH:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1)
+                         for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _check_text(value: Any, param: str | None) -> None:
@@ -184,34 +211,10 @@ def _metadata(fields: dict[str, Any]) -> str | None:
         return None
     if isinstance(value, dict):
         return json.dumps(value)
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            return value
+    if isinstance(value, str) and isinstance(load_json(value, "'metadata'", param="metadata"),
+                                             dict):
+        return value
     raise InvalidRequest("'metadata' must be a JSON object.", param="metadata")
-
-
-def check_image(data: bytes, size: str, *, param: str = "input_reference") -> str:
-    """Check an image's header with Pillow; return its real content type."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind, dimensions = image.format, image.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InvalidRequest("'input_reference' is not a JPEG, PNG or WebP image.",
-                             param=param) from exc
-    if kind not in IMAGE_FORMATS:
-        raise InvalidRequest("'input_reference' must be a JPEG, PNG or WebP image.", param=param)
-    width, height = (int(part) for part in size.split("x"))
-    if dimensions != (width, height):
-        raise InvalidRequest(
-            f"'input_reference' is {dimensions[0]}x{dimensions[1]} pixels; it must match "
-            f"size {size}.",
-            param=param,
-        )
-    return IMAGE_FORMATS[kind]
 
 
 def _data_url(url: str) -> bytes:
@@ -226,6 +229,12 @@ def _data_url(url: str) -> bytes:
                              param="input_reference") from exc
 
 
+async def _decoded(data: bytes, size: str) -> str:
+    # Decoding takes milliseconds of CPU per image (Pillow lets go of the GIL meanwhile): off
+    # the event loop, so the polls in flight are not kept waiting.
+    return await asyncio.to_thread(check_image, data, size)
+
+
 async def _reference(fields: dict[str, Any], size: str) -> tuple[ImageFile | None,
                                                                   dict[str, str] | None]:
     value = fields.get("input_reference")
@@ -233,7 +242,7 @@ async def _reference(fields: dict[str, Any], size: str) -> tuple[ImageFile | Non
         return None, None
     if isinstance(value, UploadFile):
         data = await value.read()
-        content_type = check_image(data, size)
+        content_type = await _decoded(data, size)
         return ImageFile(data, value.filename or "input_reference", content_type), None
     if isinstance(value, dict):
         if isinstance(value.get("file_id"), str) and value["file_id"]:
@@ -241,7 +250,7 @@ async def _reference(fields: dict[str, Any], size: str) -> tuple[ImageFile | Non
         url = value.get("image_url")
         if isinstance(url, str) and url.startswith("data:"):
             data = _data_url(url)
-            content_type = check_image(data, size)
+            content_type = await _decoded(data, size)
             return ImageFile(data, "input_reference", content_type), None
         if isinstance(url, str) and url.startswith(("http://", "https://")):
             return None, {"image_url": url}
@@ -278,14 +287,12 @@ def video_reference(fields: dict[str, Any]) -> str:
     )
 
 
-VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
-
-
-def video_upload(fields: dict[str, Any], name: str = "video") -> VideoUpload | None:
-    """An uploaded source video, streamed on to the upstream from the spooled upload."""
+async def video_upload(fields: dict[str, Any], name: str = "video") -> VideoUpload | None:
+    """An uploaded source video, measured from its container, streamed on from the spool."""
     value = fields.get(name)
     if not isinstance(value, UploadFile):
         return None
-    content_type = (value.content_type or "").lower()
-    return VideoUpload(value.file, value.filename or "video.mp4",
-                       content_type if content_type in VIDEO_TYPES else "video/mp4")
+    # MediaInfo reads the spooled file (from disk past a few MB): off the event loop.
+    facts = await asyncio.to_thread(probe_video, value.file, param=name)
+    return VideoUpload(value.file, value.filename or "video.mp4", facts.content_type,
+                       facts.seconds)

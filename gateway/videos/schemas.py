@@ -109,11 +109,16 @@ CREATE_BODY = _body(
                                                    "that take it."}},
     {**_CREATE, "input_reference": _REFERENCE, "metadata": {"type": "object"}},
 )
+_DERIVE = {**_CREATE, "seconds": {
+    "type": "string", "description": "Extensions: the length to add, one of the model's. An "
+    "edit is as long as its source and billed by it: an uploaded video by the shortest of the "
+    "model's lengths it fits in."}}
 DERIVE_BODY = _body(
     ["prompt"],
-    {**_CREATE, "video": {**_FILE, "description": "A video to start from, uploaded."},
+    {**_DERIVE, "video": {**_FILE, "description": "A video to start from, uploaded (MP4, "
+                                                  "QuickTime or WebM)."},
      "video[id]": {"type": "string", "description": "Or one of the caller's videos."}},
-    {**_CREATE, "video": _SOURCE},
+    {**_DERIVE, "video": _SOURCE},
 )
 REMIX_BODY = _body(["prompt"], {"prompt": _TEXT}, {"prompt": _TEXT})
 CHARACTER_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {

@@ -29,7 +29,13 @@ from gateway.ledger.pricing import price_micros
 from gateway.metrics import HOLDS, record_settlement
 from gateway.tokens.crypto import is_id, new_id
 from gateway.tokens.models import Token
-from gateway.upstreams.base import Adapter, DeriveRequest, SubmitRequest, UpstreamJob
+from gateway.upstreams.base import (
+    Adapter,
+    DeriveRequest,
+    SubmitRequest,
+    UpstreamJob,
+    VideoUpload,
+)
 from gateway.upstreams.pool import Placement
 from gateway.videos import repository as job_rows
 from gateway.videos.inputs import (
@@ -42,6 +48,7 @@ from gateway.videos.inputs import (
     video_reference,
     video_upload,
 )
+from gateway.videos.media import billed_seconds
 from gateway.videos.models import UNFINISHED, Job, replace_job
 from gateway.videos.repository import JobRepository
 from gateway.videos.schemas import Video, public_status
@@ -106,21 +113,16 @@ class VideoService:
 
     async def derive(self, kind: str, fields: dict[str, Any],
                      idempotency_key: str | None) -> Job:
-        """An edit or extension of one of the caller's videos, or of an uploaded video.
-
-        An extension is billed by its own seconds; an edit of a stored video like the source.
-        """
+        """An edit or extension of one of the caller's videos, or of an uploaded video."""
         prompt = parse_prompt(fields, self.settings)
-        upload = video_upload(fields)
+        upload = await video_upload(fields)
         source = None if upload else await self._owned(video_reference(fields), param="video")
         if source is not None and (source.status != "completed" or not source.upstream_id):
             raise InvalidRequest("Only a completed video can be edited or extended.",
                                  param="video")
         model = source.model if source else parse_model(fields, self.settings)
         size = source.size if source else parse_size(fields, self.settings, model)
-        inherited = str(source.seconds) if source and kind == "edits" else None
-        seconds = parse_seconds(fields, self.settings, model,
-                                default=inherited or ("4" if kind == "edits" else None))
+        seconds = self._derived_seconds(kind, fields, model, source, upload)
         self._authorize(model)
         price = self._price(model, size, seconds)
         if source is None and not self.ctx.pool.serves(self.token.group, model):
@@ -144,6 +146,20 @@ class VideoService:
             return self.ctx.pool.submit(self.token.group, model, call)
 
         return await self._start(job, submit)
+
+    def _derived_seconds(self, kind: str, fields: dict[str, Any], model: str,
+                         source: Job | None, upload: VideoUpload | None) -> int:
+        """An extension is billed by the seconds it adds; an edit by its source's length.
+
+        An edit has no length of its own, so a ``seconds`` sent with it is not read: an
+        uploaded video is billed as the shortest offered length it fits in.
+        """
+        if kind == "extensions":
+            return parse_seconds(fields, self.settings, model, default=None)
+        if source is not None:
+            return source.seconds
+        assert upload is not None
+        return billed_seconds(upload.duration_s, self.settings.seconds_for(model), model=model)
 
     def _authorize(self, model: str) -> None:
         group = self.settings.groups.get(self.token.group)

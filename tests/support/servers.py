@@ -287,6 +287,13 @@ class Gateway:
         assert response.status_code == 200, response.text
         return response.json()["data"]  # type: ignore[no-any-return]
 
+    def metrics(self, token: str = ADMIN_TOKEN) -> str:
+        """The Prometheus text of /metrics, read as a scraper given ``token`` reads it."""
+        response = httpx.get(f"{self.url}/metrics", timeout=10,
+                             headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, response.text
+        return response.text
+
     def client(self, token: str, **kwargs: Any) -> OpenAI:
         kwargs.setdefault("max_retries", 0)
         kwargs.setdefault("timeout", 30)
