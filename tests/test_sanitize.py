@@ -35,6 +35,7 @@ from gateway.upstreams.sanitize import (
 )
 from tests.conftest import wait_for
 from tests.support.leaks import LEAKY_WORDS, assert_hidden, upstream_traces
+from tests.support.media import mp4
 from tests.support.servers import SIM_KEY, Gateway, Simulator, database_url, upstream
 
 KEY = "hunter2hunter2"  # short and plain: only knowing it finds it
@@ -238,7 +239,7 @@ def refuse(client: openai.OpenAI, route: str) -> Callable[[], object]:
         assert source.status == "completed"
         return lambda: client.videos.remix(source.id, prompt=prompt)
     if route == "character":
-        video = ("ada.mp4", io.BytesIO(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 512), "video/mp4")
+        video = ("ada.mp4", io.BytesIO(mp4(4.0)), "video/mp4")
         return lambda: client.videos.create_character(name=prompt, video=video)
     return lambda: client.videos.create(prompt=prompt)
 
