@@ -20,6 +20,7 @@ from gateway.errors import (
     NoUpstream,
     PermissionDenied,
     RateLimited,
+    UpstreamOutcomeUnknown,
     VideoNotReady,
 )
 from gateway.jobs.tracker import DELETED
@@ -30,7 +31,9 @@ from gateway.tokens.crypto import is_id, new_id
 from gateway.tokens.models import Token
 from gateway.upstreams.base import Adapter, DeriveRequest, SubmitRequest, UpstreamJob
 from gateway.upstreams.pool import Placement
+from gateway.videos import idempotency as idem
 from gateway.videos import repository as job_rows
+from gateway.videos.idempotency import Idempotency
 from gateway.videos.inputs import (
     CreateParams,
     parse_create,
@@ -47,7 +50,6 @@ from gateway.videos.schemas import Video, public_status
 
 log = logging.getLogger("gateway.videos")
 
-IDEMPOTENCY_WINDOW_S = 24 * 3600
 RATE_WINDOW_S = 60.0
 MAX_PAGE = 100
 
@@ -68,7 +70,7 @@ class VideoService:
         if not self.ctx.pool.serves(self.token.group, params.model):
             raise NoUpstream(f"No upstream serves model '{params.model}' for this token.")
         job = self._new_job(params.model, params.size, params.seconds, params.prompt, price,
-                            idempotency_key=idempotency_key)
+                            idempotency=idem.for_create(idempotency_key, params))
         request = _submit_request(params)
 
         def submit() -> Awaitable[tuple[Placement, UpstreamJob]]:
@@ -91,8 +93,8 @@ class VideoService:
         self._authorize(source.model)
         price = self._price(source.model, source.size, source.seconds)
         job = self._new_job(source.model, source.size, source.seconds, prompt, price,
-                            idempotency_key=idempotency_key, kind="remix",
-                            remixed_from=source.id)
+                            idempotency=idem.for_remix(idempotency_key, source.id, prompt),
+                            kind="remix", remixed_from=source.id)
         upstream, upstream_id = source.upstream, source.upstream_id
 
         def remix(adapter: Adapter, placement: Placement) -> Awaitable[UpstreamJob]:
@@ -124,8 +126,11 @@ class VideoService:
         price = self._price(model, size, seconds)
         if source is None and not self.ctx.pool.serves(self.token.group, model):
             raise NoUpstream(f"No upstream serves model '{model}' for this token.")
+        idempotency = await idem.for_derive(
+            idempotency_key, kind, source_id=source.id if source else None, upload=upload,
+            model=model, size=size, seconds=seconds, prompt=prompt)
         job = self._new_job(model, size, seconds, prompt, price, kind=kind.rstrip("s"),
-                            idempotency_key=idempotency_key)
+                            idempotency=idempotency)
         request = DeriveRequest(kind=kind, prompt=prompt,
                                 seconds=seconds if kind == "extensions" else None,
                                 source_id=source.upstream_id if source else None,
@@ -163,7 +168,7 @@ class VideoService:
                             seconds=seconds)
 
     def _new_job(self, model: str, size: str, seconds: int, prompt: str, price: int, *,
-                 idempotency_key: str | None, kind: str = "create",
+                 idempotency: Idempotency | None, kind: str = "create",
                  remixed_from: str | None = None) -> Job:
         at = now()
         return Job(
@@ -171,14 +176,16 @@ class VideoService:
             billing_mode=self.token.billing_mode, kind=kind, model=model, size=size,
             seconds=seconds, prompt=prompt, remixed_from_video_id=remixed_from,
             price_micros=price, status="submitting", progress=0,
-            idempotency_key=idempotency_key, created_at=at, updated_at=at, polled_at=at,
+            idempotency_key=idempotency.key if idempotency else None,
+            idempotency_fingerprint=idempotency.fingerprint if idempotency else None,
+            created_at=at, updated_at=at, polled_at=at,
             # This process is submitting the job: nobody else may poll or end it meanwhile.
             lease_owner=self.ctx.instance_id, lease_until=at + self.ctx.tracker.submit_grace_s,
         )
 
     async def _start(self, job: Job, submit: Submit) -> Job:
         """Hold the money and persist the job, then (outside any transaction) submit it."""
-        if job.idempotency_key and (earlier := await self._repeat(job.idempotency_key)):
+        if (earlier := await self._repeat(job)) is not None:
             return earlier
         token_id, rpm = self.token.id, self.token.rpm
 
@@ -194,35 +201,37 @@ class VideoService:
             await transact(self.ctx.engine, hold_and_record)
             HOLDS.inc()
         except IntegrityError:
-            # A concurrent request with the same Idempotency-Key won the race.
-            earlier = await self._repeat(job.idempotency_key or "")
-            if earlier is None:
+            if job.idempotency_key is None:
                 raise
+            # A concurrent request with the same Idempotency-Key won the race; if its key is
+            # free again already (it started no upstream job), a retry may take it.
+            earlier = await self._repeat(job)
+            if earlier is None:
+                raise idem.in_use() from None
             return earlier
         try:
             placement, result = await submit()
         except GatewayError as exc:
-            await self._abandon(job, exc)
+            # Only an upstream that may have started a job keeps the key bound to this one.
+            await self._abandon(job, exc, keep_key=isinstance(exc, UpstreamOutcomeUnknown))
             raise
         except Exception:
-            # A fault of ours before any upstream answer: give the money back at once.
+            # A fault of ours before any upstream answer: give the money back at once. The
+            # call may have reached an upstream, so the key stays with this job.
             await self._abandon(job, GatewayError("The job could not be submitted.",
-                                                  code="internal_error"))
+                                                  code="internal_error"), keep_key=True)
             raise
         return await self._placed(job, placement, result)
 
-    async def _repeat(self, key: str) -> Job | None:
-        async with self.ctx.sessions() as session, session.begin():
-            repo = JobRepository(session)
-            earlier = await repo.by_idempotency_key(self.token.id, key)
-            if earlier is None:
-                return None
-            if now() - earlier.created_at > IDEMPOTENCY_WINDOW_S:
-                await repo.forget_idempotency_key(earlier.id)
-                return None
-            return earlier
+    async def _repeat(self, job: Job) -> Job | None:
+        """The first job of this job's Idempotency-Key, or None if the key is free."""
+        if job.idempotency_key is None or job.idempotency_fingerprint is None:
+            return None
+        return await idem.earlier_job(
+            self.ctx.sessions, self.token.id,
+            Idempotency(job.idempotency_key, job.idempotency_fingerprint))
 
-    async def _abandon(self, job: Job, exc: GatewayError) -> None:
+    async def _abandon(self, job: Job, exc: GatewayError, *, keep_key: bool) -> None:
         """The upstream never took the job: release the hold and keep the job out of sight."""
         at = now()
         values = {"status": "failed", "error_code": exc.code, "error_message": exc.message,
@@ -230,6 +239,8 @@ class VideoService:
 
         def release(conn: Connection) -> bool:
             job_rows.update_submitting(conn, job.id, values)
+            if not keep_key:
+                job_rows.forget_idempotency_key(conn, job.id)
             return ledger.settle(conn, job, "release", note=exc.code)
 
         if await transact(self.ctx.engine, release):
