@@ -331,13 +331,46 @@ class VideoService:
     async def delete(self, video_id: str) -> None:
         job = await self._owned(video_id)
         self.ctx.videos.drop(job.id)
-        ended = job.status in UNFINISHED and await self.ctx.tracker.end(job, DELETED, deleted=True)
-        if not ended:
-            async with self.ctx.sessions() as session, session.begin():
-                await JobRepository(session).update(job.id, Job.deleted_at.is_(None),
-                                                    deleted_at=now())
+        cancel = True
+        if job.status in UNFINISHED:
+            job, cancel = await self._settle_for_delete(job)
+        async with self.ctx.sessions() as session, session.begin():
+            await JobRepository(session).update(job.id, Job.deleted_at.is_(None),
+                                                deleted_at=now())
         self.ctx.store.remove(job)
-        await self.ctx.tracker.cancel_upstream(job)
+        if cancel:
+            await self.ctx.tracker.cancel_upstream(job)
+
+    async def _settle_for_delete(self, job: Job) -> tuple[Job, bool]:
+        """Settle an unfinished job on its upstream's word before it is deleted.
+
+        The upstream may have finished it since the last poll: completed is captured (the
+        upstream bills the operator for it), failed is refunded, still running is refunded
+        (and cancelled upstream). A job still being submitted has nobody to ask yet: it is
+        refunded, and cancelled upstream if its create succeeds. Returns the job as it now
+        stands, and whether to delete it upstream.
+        """
+        asked = job.upstream_id is not None
+        answered = asked and await self.ctx.tracker.refresh_now(job)
+        job = await self._stored(job.id)
+        if job.status not in UNFINISHED:
+            return job, True
+        if asked and not answered:
+            if _said_finished(job):
+                # The last answer said the video was made: the hold stays, and the reconciler
+                # captures or refunds it once the upstream answers again (or at max_age).
+                log.warning("deleted job kept held until its upstream answers",
+                            extra={"job_id": job.id, "upstream": job.upstream})
+                return job, False
+            log.warning("deleted job refunded without its upstream's answer",
+                        extra={"job_id": job.id, "upstream": job.upstream})
+        await self.ctx.tracker.end(job, DELETED, deleted=True)
+        return job, True
+
+
+def _said_finished(job: Job) -> bool:
+    """Whether the upstream's last answer, though not final, said the video was made."""
+    return job.progress >= 100 or job.content_url is not None
 
 
 def _check_rate(conn: Connection, token_id: str, rpm: int) -> None:
