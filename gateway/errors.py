@@ -96,6 +96,31 @@ class VideoNotReady(GatewayError):
     code = "video_not_ready"
 
 
+class IdempotencyKeyReused(GatewayError):
+    """The key was first sent with another request: no retry of this one can succeed."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInUse(GatewayError):
+    """The first request with this key is still being submitted."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "idempotency_key_in_use"
+    # x-should-retry: true, so the SDK (which retries 409s anyway) waits Retry-After and asks
+    # again: by then the first request has usually finished, and the same request with the
+    # same key gets its job back (or, if the first started no upstream job, makes one). The
+    # key lets one request submit at a time, so no retry can start a second job; "false"
+    # would only fail a request that needed a moment.
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+
+
 class RequestTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"

@@ -198,8 +198,11 @@ class Job:
         """(canonical status, progress, finish time) at ``now``; status follows wall-clock."""
         if self.forced is not None and self.forced_at is not None:
             return self.forced, 100 if self.forced == "completed" else 0, self.forced_at
+        # [progress:N] pins what a running job reports, as providers that sit at 100% while
+        # they store the result do.
+        pinned = self.directives.get("progress")
         if "never" in self.directives:
-            return "in_progress", 50, None
+            return "in_progress", int(pinned or 50), None
         elapsed = now - self.created
         if elapsed >= self.duration:
             end = self.created + self.duration
@@ -207,7 +210,8 @@ class Job:
             return ("failed", 99, end) if failing else ("completed", 100, end)
         if elapsed < 0.1 * self.duration:
             return "queued", 0, None
-        return "in_progress", min(99, int(100 * (elapsed / self.duration - 0.1) / 0.9)), None
+        progress = min(99, int(100 * (elapsed / self.duration - 0.1) / 0.9))
+        return "in_progress", int(pinned or progress), None
 
     def summary(self, now: float) -> dict[str, Any]:
         """What the stats route reports about this job."""
@@ -299,6 +303,7 @@ class _Simulator:
         self.deletes: list[str] = []
         self.fault_status: int | None = None
         self.fault_count = 0
+        self.retrieve_fault_status: int | None = None
 
     def authed(self, handler: Endpoint) -> Endpoint:
         async def endpoint(request: Request) -> Response:
@@ -403,6 +408,8 @@ class _Simulator:
         try:
             # Keep the request in flight briefly so overlapping polls become measurable.
             await asyncio.sleep(0.01)
+            if self.retrieve_fault_status is not None:
+                return _upstream_failure(self.retrieve_fault_status)
             job = self.live_job(job_id)
             if job is None:
                 return _not_found(job_id)
@@ -547,11 +554,18 @@ class _Simulator:
         return JSONResponse({"id": job_id, "status": status})
 
     async def faults(self, request: Request) -> Response:
+        """``create_status`` fails the next ``count`` creates; ``retrieve_status`` fails every
+        retrieve until it is set to null. Each is changed only when the body names it."""
         payload = await request.json()
-        status = payload.get("create_status")
-        self.fault_status = None if status is None else int(status)
-        self.fault_count = int(payload.get("count", 1)) if status is not None else 0
-        return JSONResponse({"create_status": self.fault_status, "count": self.fault_count})
+        if "create_status" in payload:
+            status = payload["create_status"]
+            self.fault_status = None if status is None else int(status)
+            self.fault_count = int(payload.get("count", 1)) if status is not None else 0
+        if "retrieve_status" in payload:
+            status = payload["retrieve_status"]
+            self.retrieve_fault_status = None if status is None else int(status)
+        return JSONResponse({"create_status": self.fault_status, "count": self.fault_count,
+                             "retrieve_status": self.retrieve_fault_status})
 
     def routes(self) -> list[Route]:
         routes = [

@@ -733,6 +733,121 @@ class TestRunningJobFaults:
         reconcile_ok(gw)
 
 
+# -- delete of a job the gateway has not seen end ------------------------------------------------
+UNPOLLED_JOBS = {"poll_interval_s": 3600, "refresh_after_s": 3600, "max_age_s": 7200,
+                 "lease_s": 2, "poll_after_ms": 100}
+
+
+@pytest.fixture(scope="module")
+def lone() -> Iterator[Simulator]:
+    """A simulator of this module's own, whose retrieves the tests switch off and on."""
+    sim = Simulator(flavor="openai", duration_s=0.3).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def unpolled(make_gateway: Callable[..., Gateway], lone: Simulator) -> Iterator[Gateway]:
+    """Neither its reconciler nor a client's retrieve asks the upstream within a test."""
+    yield make_gateway([upstream("up-lone", lone, ["official"])], jobs=UNPOLLED_JOBS)
+    lone.fail_retrieves(None)
+
+
+def settlements(gw: Gateway, token_id: str, video_id: str) -> list[tuple[str, str | None]]:
+    """(kind, note) of every entry that settled the job's hold."""
+    return [(entry["kind"], entry["note"]) for entry in gw.ledger(token_id)
+            if entry["job_id"] == video_id and entry["kind"] != "hold"]
+
+
+class TestDeleteAsksTheUpstreamFirst:
+    @pytest.mark.parametrize(("ending", "settled_as", "balance"), [
+        ("completed", ("capture", None), "0.600000"),
+        ("failed", ("refund", "video_generation_failed"), "1.000000"),
+    ])
+    def test_a_job_the_upstream_ended_unseen_is_settled_on_its_word_then_deleted(
+        self, unpolled: Gateway, lone: Simulator, sdk: SdkFactory, ending: str,
+        settled_as: tuple[str, str | None], balance: str,
+    ) -> None:
+        token_id, token = unpolled.create_token(balance_usd="1")
+        client = sdk(unpolled, token)
+        prompt = tag(f"ended unseen {ending}") + " [never]"
+        video = client.videos.create(prompt=prompt)
+        upstream_id = one_upstream_job(lone.stats, prompt)
+        lone.finish(upstream_id, ending)
+
+        assert client.videos.delete(video.id).deleted is True
+
+        # Completed: the upstream bills the operator for it, so the customer pays for it.
+        assert settlements(unpolled, token_id, video.id) == [settled_as]
+        assert money(unpolled, token_id) == (balance, ZERO)
+        assert upstream_id in lone.stats()["deletes"]
+        with pytest.raises(openai.NotFoundError):
+            client.videos.retrieve(video.id)
+        unpolled.assert_reconciles(token_id)
+
+    def test_a_running_job_is_cancelled_upstream_and_refunded(
+        self, unpolled: Gateway, lone: Simulator, sdk: SdkFactory
+    ) -> None:
+        token_id, token = unpolled.create_token(balance_usd="1")
+        client = sdk(unpolled, token)
+        prompt = tag("still running") + " [never]"
+        video = client.videos.create(prompt=prompt)
+        upstream_id = one_upstream_job(lone.stats, prompt)
+        retrieves = lone.stats()["retrieves"].get(upstream_id, 0)
+
+        client.videos.delete(video.id)
+
+        assert lone.stats()["retrieves"][upstream_id] == retrieves + 1  # asked once, first
+        assert settlements(unpolled, token_id, video.id) == [("refund", "deleted")]
+        assert money(unpolled, token_id) == ("1.000000", ZERO)
+        assert lone.job(upstream_id)["status"] == "deleted"
+        unpolled.assert_reconciles(token_id)
+
+    def test_an_upstream_that_cannot_be_asked_is_refunded_and_the_operator_told(
+        self, unpolled: Gateway, lone: Simulator, sdk: SdkFactory
+    ) -> None:
+        token_id, token = unpolled.create_token(balance_usd="1")
+        client = sdk(unpolled, token)
+        video = client.videos.create(prompt=tag("unaskable") + " [never]")
+        lone.fail_retrieves(503)
+
+        client.videos.delete(video.id)
+
+        assert settlements(unpolled, token_id, video.id) == [("refund", "deleted")]
+        assert money(unpolled, token_id) == ("1.000000", ZERO)
+        [warned] = wait_logged(unpolled, "deleted job refunded without its upstream's answer",
+                               job_id=video.id)
+        assert (warned["level"], warned["upstream"]) == ("warning", "up-lone")
+        unpolled.assert_reconciles(token_id)
+
+    def test_a_job_last_seen_at_100_percent_stays_held_until_its_upstream_answers(
+        self, make_gateway: Callable[..., Gateway], lone: Simulator, sdk: SdkFactory
+    ) -> None:
+        gw = make_gateway([upstream("up-lone", lone, ["official"])],
+                          jobs={**UNPOLLED_JOBS, "poll_interval_s": 0.3, "refresh_after_s": 0.1})
+        token_id, token = gw.create_token(balance_usd="1")
+        client = sdk(gw, token)
+        prompt = tag("at 100") + " [never] [progress:100]"
+        video = client.videos.create(prompt=prompt)
+        upstream_id = one_upstream_job(lone.stats, prompt)
+        wait_for(lambda: client.videos.retrieve(video.id).progress == 100, timeout=5)
+
+        lone.fail_retrieves(503)
+        try:
+            client.videos.delete(video.id)
+            with pytest.raises(openai.NotFoundError):
+                client.videos.retrieve(video.id)
+            assert money(gw, token_id) == ("0.600000", "0.400000")
+            wait_logged(gw, "deleted job kept held until its upstream answers", job_id=video.id)
+        finally:
+            lone.fail_retrieves(None)
+        lone.finish(upstream_id, "completed")
+
+        wait_for(lambda: money(gw, token_id) == ("0.600000", ZERO), timeout=10)
+        assert settlements(gw, token_id, video.id) == [("capture", None)]
+        gw.assert_reconciles(token_id)
+
+
 # -- placement: failover, circuit breaker, key rotation --------------------------------------------
 class TestPlacement:
     def test_503_from_the_first_upstream_moves_creates_to_the_second(

@@ -424,8 +424,10 @@ class TestIdempotencyKey:
         self, gateway: Gateway, simulator: Simulator
     ) -> None:
         token_id, token = gateway.create_token(balance_usd="2")
-        client = gateway.client(token)
-        prompt, key = f"idem race {tag()} [never]", tag()
+        # The repeats that find the first still being submitted get 409 idempotency_key_in_use
+        # with Retry-After; the SDK's own retries then get the first job.
+        client = gateway.client(token, max_retries=5)
+        prompt, key = f"idem race {tag()} [never] [hang:0.5]", tag()
         barrier = threading.Barrier(10)
 
         def create(_: int) -> str:

@@ -45,6 +45,8 @@ DELETED = Ending("failed", "deleted", "The job was deleted before it finished.")
 
 # What _fetch answers when the upstream could not be asked: the job is simply polled later.
 POLL_FAILED = object()
+# How often refresh_now looks again while another process holds the job's lease.
+LEASE_WAIT_S = 0.1
 
 
 def _unchanged(job: Job, result: UpstreamJob) -> bool:
@@ -64,7 +66,7 @@ class JobTracker:
         self.sessions = sessions
         self.pool = pool
         self.owner = owner
-        self._refreshes: SingleFlight[None] = SingleFlight()
+        self._refreshes: SingleFlight[bool | None] = SingleFlight()
         self._limits = {name: asyncio.Semaphore(settings.jobs.poll_concurrency)
                         for name in pool.configs}
         # The longest a create call can take: every upstream tried in turn, each timeout
@@ -74,11 +76,24 @@ class JobTracker:
         every_upstream = sum(u.timeout_s for u in settings.upstreams) or 60.0
         self.submit_grace_s = 2 * every_upstream + settings.jobs.lease_s
 
-    async def refresh(self, job_id: str) -> None:
-        """Poll the job's upstream once, sharing the call with concurrent callers."""
+    async def refresh(self, job_id: str) -> bool | None:
+        """Poll the job's upstream once, sharing the call with concurrent callers.
+
+        True when the stored job is now what its upstream says (or it had ended already),
+        False when the upstream could not be asked, None when another process is polling it.
+        """
         # Shared, and shielded: a client hanging up must not abandon a poll halfway through
         # settling.
-        await self._refreshes.run(job_id, lambda: self._lease_and_poll(job_id))
+        return await self._refreshes.run(job_id, lambda: self._lease_and_poll(job_id))
+
+    async def refresh_now(self, job: Job) -> bool:
+        """Refresh the job even while another process polls it: wait for that poll to end
+        (at most the upstream's timeout), then poll. True if the upstream's word is stored."""
+        assert job.upstream is not None
+        deadline = now() + self.pool.configs[job.upstream].timeout_s
+        while (known := await self.refresh(job.id)) is None and now() < deadline:
+            await asyncio.sleep(LEASE_WAIT_S)
+        return bool(known)
 
     async def poll_batch(self, jobs: Sequence[Job]) -> None:
         """Poll leased jobs together; what didn't end a job is written in one transaction.
@@ -110,23 +125,27 @@ class JobTracker:
             for row in moved:
                 self.on_changed(str(row["job_id"]))
 
-    async def _lease_and_poll(self, job_id: str) -> None:
+    async def _lease_and_poll(self, job_id: str) -> bool | None:
         at = now()
         async with self.sessions() as session, session.begin():
             repo = JobRepository(session)
-            if not await repo.try_lease(job_id, self.owner, at, at + self.settings.jobs.lease_s):
-                return
+            leased = await repo.try_lease(job_id, self.owner, at, at + self.settings.jobs.lease_s)
             job = await repo.get(job_id)
-        if job is not None:
-            await self.poll(job)
+        if job is None or job.status not in UNFINISHED:
+            return True  # ended, and settled by whoever ended it
+        return await self.poll(job) if leased else None
 
-    async def poll(self, job: Job) -> None:
-        """Poll a job this process holds the lease of, then write what was learned."""
+    async def poll(self, job: Job) -> bool:
+        """Poll a job this process holds the lease of, then write what was learned.
+
+        False if the upstream could not be asked."""
         result = await self._fetch(job)
         if result is POLL_FAILED:
             await self._release(job)
-        elif isinstance(result, UpstreamJob):
+            return False
+        if isinstance(result, UpstreamJob):
             await self.apply(job, result)
+        return True
 
     async def _fetch(self, job: Job) -> UpstreamJob | object | None:
         """The upstream's view of a leased job; None when the job was ended here instead."""

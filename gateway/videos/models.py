@@ -48,6 +48,8 @@ class Job(Base):
     content_file: Mapped[str | None] = mapped_column(String(200), nullable=True)
     extra: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # sha256 of the request the key was first sent with (route and parsed parameters).
+    idempotency_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     settlement: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[float] = mapped_column(Double)
     updated_at: Mapped[float] = mapped_column(Double)

@@ -17,6 +17,7 @@ UPDATE_SUBMITTING = update(JOBS).where(JOBS.c.id == bindparam("job"),
                                        JOBS.c.status == "submitting")
 UPDATE_UNFINISHED = update(JOBS).where(JOBS.c.id == bindparam("job"),
                                        JOBS.c.status.in_(UNFINISHED))
+FORGET_KEY = update(JOBS).where(JOBS.c.id == bindparam("job")).values(idempotency_key=None)
 STARTED_SINCE = select(func.count(), func.min(JOBS.c.created_at)).where(
     JOBS.c.token_id == bindparam("token"), JOBS.c.created_at > bindparam("since"))
 
@@ -37,6 +38,11 @@ def started_since(conn: Connection, token_id: str, since: float) -> tuple[int, f
 def update_submitting(conn: Connection, job_id: str, values: dict[str, Any]) -> bool:
     """Write a job the upstream has not answered for yet; False if it is no longer so."""
     return conn.execute(UPDATE_SUBMITTING, {"job": job_id, **values}).rowcount == 1
+
+
+def forget_idempotency_key(conn: Connection, job_id: str) -> None:
+    """Let the job's Idempotency-Key name another request."""
+    conn.execute(FORGET_KEY, {"job": job_id})
 
 
 def update_unfinished(conn: Connection, job_id: str, values: dict[str, Any]) -> bool:

@@ -20,6 +20,7 @@ from gateway.errors import (
     NoUpstream,
     PermissionDenied,
     RateLimited,
+    UpstreamOutcomeUnknown,
     UpstreamRejected,
     VideoNotReady,
 )
@@ -37,7 +38,9 @@ from gateway.upstreams.base import (
     VideoUpload,
 )
 from gateway.upstreams.pool import Placement
+from gateway.videos import idempotency as idem
 from gateway.videos import repository as job_rows
+from gateway.videos.idempotency import Idempotency
 from gateway.videos.inputs import (
     CreateParams,
     parse_create,
@@ -55,7 +58,6 @@ from gateway.videos.schemas import Video, public_status
 
 log = logging.getLogger("gateway.videos")
 
-IDEMPOTENCY_WINDOW_S = 24 * 3600
 RATE_WINDOW_S = 60.0
 MAX_PAGE = 100
 
@@ -76,7 +78,7 @@ class VideoService:
         if not self.ctx.pool.serves(self.token.group, params.model):
             raise NoUpstream(f"No upstream serves model '{params.model}' for this token.")
         job = self._new_job(params.model, params.size, params.seconds, params.prompt, price,
-                            idempotency_key=idempotency_key)
+                            idempotency=idem.for_create(idempotency_key, params))
         request = _submit_request(params)
 
         def submit() -> Awaitable[tuple[Placement, UpstreamJob]]:
@@ -99,8 +101,8 @@ class VideoService:
         self._authorize(source.model)
         price = self._price(source.model, source.size, source.seconds)
         job = self._new_job(source.model, source.size, source.seconds, prompt, price,
-                            idempotency_key=idempotency_key, kind="remix",
-                            remixed_from=source.id)
+                            idempotency=idem.for_remix(idempotency_key, source.id, prompt),
+                            kind="remix", remixed_from=source.id)
         upstream, upstream_id = source.upstream, source.upstream_id
 
         def remix(adapter: Adapter, placement: Placement) -> Awaitable[UpstreamJob]:
@@ -127,8 +129,11 @@ class VideoService:
         price = self._price(model, size, seconds)
         if source is None and not self.ctx.pool.serves(self.token.group, model):
             raise NoUpstream(f"No upstream serves model '{model}' for this token.")
+        idempotency = await idem.for_derive(
+            idempotency_key, kind, source_id=source.id if source else None, upload=upload,
+            model=model, size=size, seconds=seconds, prompt=prompt)
         job = self._new_job(model, size, seconds, prompt, price, kind=kind.rstrip("s"),
-                            idempotency_key=idempotency_key)
+                            idempotency=idempotency)
         request = DeriveRequest(kind=kind, prompt=prompt,
                                 seconds=seconds if kind == "extensions" else None,
                                 source_id=source.upstream_id if source else None,
@@ -180,7 +185,7 @@ class VideoService:
                             seconds=seconds)
 
     def _new_job(self, model: str, size: str, seconds: int, prompt: str, price: int, *,
-                 idempotency_key: str | None, kind: str = "create",
+                 idempotency: Idempotency | None, kind: str = "create",
                  remixed_from: str | None = None) -> Job:
         at = now()
         return Job(
@@ -188,14 +193,16 @@ class VideoService:
             billing_mode=self.token.billing_mode, kind=kind, model=model, size=size,
             seconds=seconds, prompt=prompt, remixed_from_video_id=remixed_from,
             price_micros=price, status="submitting", progress=0,
-            idempotency_key=idempotency_key, created_at=at, updated_at=at, polled_at=at,
+            idempotency_key=idempotency.key if idempotency else None,
+            idempotency_fingerprint=idempotency.fingerprint if idempotency else None,
+            created_at=at, updated_at=at, polled_at=at,
             # This process is submitting the job: nobody else may poll or end it meanwhile.
             lease_owner=self.ctx.instance_id, lease_until=at + self.ctx.tracker.submit_grace_s,
         )
 
     async def _start(self, job: Job, submit: Submit) -> Job:
         """Hold the money and persist the job, then (outside any transaction) submit it."""
-        if job.idempotency_key and (earlier := await self._repeat(job.idempotency_key)):
+        if (earlier := await self._repeat(job)) is not None:
             return earlier
         token_id, rpm = self.token.id, self.token.rpm
 
@@ -211,35 +218,37 @@ class VideoService:
             await transact(self.ctx.engine, hold_and_record)
             HOLDS.inc()
         except IntegrityError:
-            # A concurrent request with the same Idempotency-Key won the race.
-            earlier = await self._repeat(job.idempotency_key or "")
-            if earlier is None:
+            if job.idempotency_key is None:
                 raise
+            # A concurrent request with the same Idempotency-Key won the race; if its key is
+            # free again already (it started no upstream job), a retry may take it.
+            earlier = await self._repeat(job)
+            if earlier is None:
+                raise idem.in_use() from None
             return earlier
         try:
             placement, result = await submit()
         except GatewayError as exc:
-            await self._abandon(job, exc)
+            # Only an upstream that may have started a job keeps the key bound to this one.
+            await self._abandon(job, exc, keep_key=isinstance(exc, UpstreamOutcomeUnknown))
             raise
         except Exception:
-            # A fault of ours before any upstream answer: give the money back at once.
+            # A fault of ours before any upstream answer: give the money back at once. The
+            # call may have reached an upstream, so the key stays with this job.
             await self._abandon(job, GatewayError("The job could not be submitted.",
-                                                  code="internal_error"))
+                                                  code="internal_error"), keep_key=True)
             raise
         return await self._placed(job, placement, result)
 
-    async def _repeat(self, key: str) -> Job | None:
-        async with self.ctx.sessions() as session, session.begin():
-            repo = JobRepository(session)
-            earlier = await repo.by_idempotency_key(self.token.id, key)
-            if earlier is None:
-                return None
-            if now() - earlier.created_at > IDEMPOTENCY_WINDOW_S:
-                await repo.forget_idempotency_key(earlier.id)
-                return None
-            return earlier
+    async def _repeat(self, job: Job) -> Job | None:
+        """The first job of this job's Idempotency-Key, or None if the key is free."""
+        if job.idempotency_key is None or job.idempotency_fingerprint is None:
+            return None
+        return await idem.earlier_job(
+            self.ctx.sessions, self.token.id,
+            Idempotency(job.idempotency_key, job.idempotency_fingerprint))
 
-    async def _abandon(self, job: Job, exc: GatewayError) -> None:
+    async def _abandon(self, job: Job, exc: GatewayError, *, keep_key: bool) -> None:
         """The upstream never took the job: release the hold and keep the job out of sight."""
         at = now()
         values = {"status": "failed", "error_code": exc.code, "error_message": exc.message,
@@ -249,6 +258,8 @@ class VideoService:
 
         def release(conn: Connection) -> bool:
             job_rows.update_submitting(conn, job.id, values)
+            if not keep_key:
+                job_rows.forget_idempotency_key(conn, job.id)
             return ledger.settle(conn, job, "release", note=exc.code)
 
         if await transact(self.ctx.engine, release):
@@ -339,13 +350,46 @@ class VideoService:
     async def delete(self, video_id: str) -> None:
         job = await self._owned(video_id)
         self.ctx.videos.drop(job.id)
-        ended = job.status in UNFINISHED and await self.ctx.tracker.end(job, DELETED, deleted=True)
-        if not ended:
-            async with self.ctx.sessions() as session, session.begin():
-                await JobRepository(session).update(job.id, Job.deleted_at.is_(None),
-                                                    deleted_at=now())
+        cancel = True
+        if job.status in UNFINISHED:
+            job, cancel = await self._settle_for_delete(job)
+        async with self.ctx.sessions() as session, session.begin():
+            await JobRepository(session).update(job.id, Job.deleted_at.is_(None),
+                                                deleted_at=now())
         self.ctx.store.remove(job)
-        await self.ctx.tracker.cancel_upstream(job)
+        if cancel:
+            await self.ctx.tracker.cancel_upstream(job)
+
+    async def _settle_for_delete(self, job: Job) -> tuple[Job, bool]:
+        """Settle an unfinished job on its upstream's word before it is deleted.
+
+        The upstream may have finished it since the last poll: completed is captured (the
+        upstream bills the operator for it), failed is refunded, still running is refunded
+        (and cancelled upstream). A job still being submitted has nobody to ask yet: it is
+        refunded, and cancelled upstream if its create succeeds. Returns the job as it now
+        stands, and whether to delete it upstream.
+        """
+        asked = job.upstream_id is not None
+        answered = asked and await self.ctx.tracker.refresh_now(job)
+        job = await self._stored(job.id)
+        if job.status not in UNFINISHED:
+            return job, True
+        if asked and not answered:
+            if _said_finished(job):
+                # The last answer said the video was made: the hold stays, and the reconciler
+                # captures or refunds it once the upstream answers again (or at max_age).
+                log.warning("deleted job kept held until its upstream answers",
+                            extra={"job_id": job.id, "upstream": job.upstream})
+                return job, False
+            log.warning("deleted job refunded without its upstream's answer",
+                        extra={"job_id": job.id, "upstream": job.upstream})
+        await self.ctx.tracker.end(job, DELETED, deleted=True)
+        return job, True
+
+
+def _said_finished(job: Job) -> bool:
+    """Whether the upstream's last answer, though not final, said the video was made."""
+    return job.progress >= 100 or job.content_url is not None
 
 
 def _check_rate(conn: Connection, token_id: str, rpm: int) -> None:

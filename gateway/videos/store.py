@@ -70,6 +70,8 @@ class ContentStore:
             job = await JobRepository(session).get(job_id)
         if job is None or job.upstream is None or job.upstream_id is None:
             return
+        if job.deleted_at is not None:  # a job deleted as it completed: nobody will ask
+            return
         name = f"{job.id}.mp4"
         partial = self.dir / (name + PARTIAL_SUFFIX)
         try:

@@ -147,6 +147,12 @@ class Simulator:
         httpx.post(f"{self.url}/_sim/faults",
                    json={"create_status": create_status, "count": count}).raise_for_status()
 
+    def fail_retrieves(self, status: int | None) -> None:
+        """Answer every retrieve with ``status`` (an upstream that cannot be asked); None
+        ends it."""
+        httpx.post(f"{self.url}/_sim/faults",
+                   json={"retrieve_status": status}).raise_for_status()
+
     def finish(self, upstream_id: str, status: str) -> None:
         httpx.post(f"{self.url}/_sim/jobs/{upstream_id}/finish",
                    json={"status": status}).raise_for_status()
