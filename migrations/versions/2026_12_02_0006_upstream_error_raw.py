@@ -7,7 +7,7 @@ public vocabulary and its fixed message (their text cannot be sanitized here, wi
 upstreams' configuration to know their names, addresses and keys).
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-02 00:00:00.000000
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0003"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
