@@ -762,7 +762,7 @@ def settlements(gw: Gateway, token_id: str, video_id: str) -> list[tuple[str, st
 class TestDeleteAsksTheUpstreamFirst:
     @pytest.mark.parametrize(("ending", "settled_as", "balance"), [
         ("completed", ("capture", None), "0.600000"),
-        ("failed", ("refund", "video_generation_failed"), "1.000000"),
+        ("failed", ("refund", "upstream_failed"), "1.000000"),
     ])
     def test_a_job_the_upstream_ended_unseen_is_settled_on_its_word_then_deleted(
         self, unpolled: Gateway, lone: Simulator, sdk: SdkFactory, ending: str,
