@@ -1,0 +1,1 @@
+"""Webhooks: ``video.completed`` and ``video.failed`` events, signed per Standard Webhooks."""
