@@ -40,27 +40,15 @@ def serve(
     migrate: Annotated[bool, typer.Option(help="Apply database migrations at start.")] = True,
 ) -> None:
     """Run the gateway."""
-    import uvicorn
-
     from gateway.logs import configure_logging
+    from gateway.server import run
 
     settings = load(config, host=host, port=port)
     _require_admin_token(settings)
     configure_logging(settings.log_level)
     if migrate:
         _migrate(settings)
-    if workers > 1:
-        # Workers re-create the app from the same config file in each process.
-        import os
-
-        os.environ["GATEWAY_CONFIG"] = str(config) if config else ""
-        uvicorn.run("gateway.asgi:app", host=settings.host, port=settings.port, workers=workers,
-                    log_config=None, loop="uvloop", http="httptools", access_log=False)
-        return
-    from gateway.app import create_app
-
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                loop="uvloop", http="httptools", access_log=False)
+    run(settings, workers=workers, config_file=config)
 
 
 @app.command()

@@ -45,6 +45,20 @@ class ContentStoreConfig(_Strict):
     retention_s: float = Field(7 * 24 * 3600, gt=0)
 
 
+class ServerConfig(_Strict):
+    """How long a client may take to send a request, and how many connections a process keeps.
+
+    Both deadlines bound a whole phase, not the pause between two reads, so a client that
+    trickles one byte at a time cannot hold a connection longer than a silent one.
+    """
+
+    header_timeout_s: float = Field(10.0, gt=0)
+    # A deadline that passes while the gateway itself is behind (it has not yet taken the
+    # bytes already sent) starts over: a slow reader is not the client's fault.
+    body_timeout_s: float = Field(60.0, gt=0)
+    max_connections: int = Field(1000, ge=1)
+
+
 class GroupConfig(_Strict):
     billing_modes: list[BillingMode] = Field(min_length=1)
     multiplier: Decimal = Field(Decimal(1), gt=0)
@@ -109,6 +123,7 @@ class Settings(_Strict):
     # processes' changes show up within this bound (0 turns the caches off).
     cache_s: float = Field(1.0, ge=0)
     log_level: str = "INFO"
+    server: ServerConfig = Field(default_factory=ServerConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     content_store: ContentStoreConfig = Field(default_factory=ContentStoreConfig)
     groups: dict[str, GroupConfig] = Field(
