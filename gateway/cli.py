@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from typing import Annotated
 
 import typer
 
 from gateway.cli_admin import ConfigOption, jobs_app, load, tokens_app, usage
-from gateway.config import Settings
+from gateway.config import Settings, config_path
 
 app = typer.Typer(help="Video Gateway: OpenAI-compatible video generation gateway.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -38,17 +39,27 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     migrate: Annotated[bool, typer.Option(help="Apply database migrations at start.")] = True,
+    with_simulator: Annotated[bool, typer.Option(
+        help="Also run the bundled simulator, started before the gateway and stopped with it."),
+    ] = False,
+    simulator_port: Annotated[int, typer.Option(help="Port of --with-simulator.")] = 9100,
 ) -> None:
     """Run the gateway."""
     from gateway.logs import configure_logging
     from gateway.server import run
+    from gateway.simulator_child import SimulatorFailed, simulator_child
 
     settings = load(config, host=host, port=port)
     _require_admin_token(settings)
     configure_logging(settings.log_level)
     if migrate:
         _migrate(settings)
-    run(settings, workers=workers, config_file=config)
+    try:
+        with simulator_child(simulator_port) if with_simulator else nullcontext():
+            run(settings, workers=workers, config_file=config_path(config))
+    except SimulatorFailed as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -65,6 +76,7 @@ def simulate(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     flavor: Annotated[str, typer.Option(help="openai or compat.")] = "openai",
     duration: Annotated[float, typer.Option(help="Seconds a job takes.")] = 2.0,
+    exit_with_parent: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run a local simulator of an OpenAI-format video provider."""
     from gateway.simulator import run_simulator
@@ -72,6 +84,10 @@ def simulate(
     if flavor not in ("openai", "compat"):
         typer.secho("error: --flavor must be openai or compat", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    if exit_with_parent:
+        from gateway.simulator_child import exit_with_parent as watch_parent
+
+        watch_parent()
     run_simulator(host=host, port=port, flavor=flavor, duration_s=duration)
 
 

@@ -206,11 +206,22 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
+def config_path(path: str | Path | None = None) -> Path | None:
+    """The config file every command reads: ``path``, else $GATEWAY_CONFIG, else ./config.yaml.
+
+    None means no file: the built-in defaults apply.
+    """
+    if path is not None and str(path):
+        return Path(path)
+    if os.environ.get("GATEWAY_CONFIG"):
+        return Path(os.environ["GATEWAY_CONFIG"])
+    return Path("config.yaml") if Path("config.yaml").exists() else None
+
+
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Load settings from ``path`` (or ./config.yaml if present), the environment and overrides."""
-    if path is None and Path("config.yaml").exists():
-        path = "config.yaml"
-    data = expand_env(_read_yaml(Path(path))) if path is not None else {}
+    """Load settings from the config file (see config_path), the environment and overrides."""
+    found = config_path(path)
+    data = expand_env(_read_yaml(found)) if found is not None else {}
     for env, key in _OVERRIDES.items():
         if os.environ.get(env):
             data[key] = os.environ[env]
