@@ -57,6 +57,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._gateway_app = self.app
         self._deadline: asyncio.TimerHandle | None = None
+        self._in_headers = False
         self._in_body = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -70,17 +71,21 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        # Armed here rather than per request, so a request that arrives whole costs no timer.
-        if self._in_body and self._deadline is None and not self.transport.is_closing():
-            self._arm(self.limits.body_timeout_s, self._body_late)
+        # Armed here, once a read leaves a request unfinished, rather than per request: a
+        # request that arrives whole costs no timer.
+        if self._deadline is None and not self.transport.is_closing():
+            if self._in_headers:
+                self._arm(self.limits.header_timeout_s, self._headers_late)
+            elif self._in_body:
+                self._arm(self.limits.body_timeout_s, self._body_late)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._deadline is None:
-            self._arm(self.limits.header_timeout_s, self._headers_late)
+        self._in_headers = True
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._in_headers = False
         self._in_body = True
         over = len(self.connections) > self.limits.max_connections
         self.app = _overloaded if over else self._gateway_app
