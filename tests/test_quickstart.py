@@ -158,12 +158,14 @@ def served(tmp_path: Path) -> Iterator[Served]:
         cwd=tmp_path, env=_env(GATEWAY_CONFIG=str(config)),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     served = Served(process, f"http://127.0.0.1:{port}", sim.port, tmp_path)
+    children: list[int] = []
     try:
         wait_http(f"{served.url}/healthz", process)
+        children = _children(process.pid)
         yield served
     finally:
         stop(process)
-        for child in _children(process.pid):
+        for child in filter(_alive, children):  # only if a test failed to prove it gone
             os.kill(child, signal.SIGKILL)
 
 
