@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from typing import Annotated
 
 import typer
 
 from gateway.cli_admin import ConfigOption, jobs_app, load, tokens_app, usage
-from gateway.config import Settings
+from gateway.config import Settings, config_path
 
 app = typer.Typer(help="Video Gateway: OpenAI-compatible video generation gateway.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -38,29 +39,27 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     migrate: Annotated[bool, typer.Option(help="Apply database migrations at start.")] = True,
+    with_simulator: Annotated[bool, typer.Option(
+        help="Also run the bundled simulator, started before the gateway and stopped with it."),
+    ] = False,
+    simulator_port: Annotated[int, typer.Option(help="Port of --with-simulator.")] = 9100,
 ) -> None:
     """Run the gateway."""
-    import uvicorn
-
     from gateway.logs import configure_logging
+    from gateway.server import run
+    from gateway.simulator_child import SimulatorFailed, simulator_child
 
     settings = load(config, host=host, port=port)
     _require_admin_token(settings)
     configure_logging(settings.log_level)
     if migrate:
         _migrate(settings)
-    if workers > 1:
-        # Workers re-create the app from the same config file in each process.
-        import os
-
-        os.environ["GATEWAY_CONFIG"] = str(config) if config else ""
-        uvicorn.run("gateway.asgi:app", host=settings.host, port=settings.port, workers=workers,
-                    log_config=None, loop="uvloop", http="httptools", access_log=False)
-        return
-    from gateway.app import create_app
-
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                loop="uvloop", http="httptools", access_log=False)
+    try:
+        with simulator_child(simulator_port) if with_simulator else nullcontext():
+            run(settings, workers=workers, config_file=config_path(config))
+    except SimulatorFailed as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -80,6 +79,7 @@ def simulate(
     duration: Annotated[float, typer.Option(help="Seconds a job takes.")] = 2.0,
     api_key: Annotated[list[str] | None, typer.Option(
         help="Accept only this key (repeatable; kling: ACCESS_KEY:SECRET_KEY).")] = None,
+    exit_with_parent: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run a local simulator of a video provider, speaking the flavor's own API."""
     from gateway.simulator import FLAVORS, run_simulator
@@ -88,6 +88,10 @@ def simulate(
         typer.secho(f"error: --flavor must be one of {', '.join(FLAVORS)}",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    if exit_with_parent:
+        from gateway.simulator_child import exit_with_parent as watch_parent
+
+        watch_parent()
     run_simulator(host=host, port=port, flavor=flavor, duration_s=duration, api_keys=api_key)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -14,12 +15,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.config import ConfigError, Settings, config_path, load_settings
 from gateway.context import AppContext
 from gateway.db import create_engine
 from gateway.errors import GatewayError
 from gateway.ledger import reports
 from gateway.ledger.pricing import micros_to_usd
+from gateway.tokens.endpoints import LedgerEntryOut
 from gateway.tokens.schemas import TokenCreate, TokenOut, TokenUpdate, TopUp
 from gateway.tokens.service import TokenService
 from gateway.videos.admin import AdminVideo
@@ -32,9 +34,12 @@ err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 2
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="YAML config (default: ./config.yaml if present)."),
+    typer.Option("--config", "-c", help="YAML config (default: $GATEWAY_CONFIG, else "
+                 "./config.yaml if present)."),
 ]
 FormatOption = Annotated[str, typer.Option("--format", help="table, json or csv.")]
+
+LEDGER_LIMIT = 100_000  # a token's whole history, as `jobs show` reads it
 
 tokens_app = typer.Typer(help="Issue and manage gateway tokens.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Inspect video jobs.", no_args_is_help=True)
@@ -46,6 +51,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def load(config: Path | None, **overrides: object) -> Settings:
+    if config_path(config) is None:
+        # Said out loud: with the defaults, a group or database of the operator's config is
+        # "unknown", which reads like a bug rather than a missing file.
+        err.print("note: no config file (--config, GATEWAY_CONFIG or ./config.yaml); "
+                  "using the built-in defaults", highlight=False)
     try:
         return load_settings(config, **overrides)
     except ConfigError as exc:
@@ -146,9 +156,29 @@ def tokens_list(config: ConfigOption = None, fmt: FormatOption = "table") -> Non
 
 @tokens_app.command("show")
 def tokens_show(token_id: str, config: ConfigOption = None, fmt: FormatOption = "table") -> None:
-    """Show one token."""
-    token = TokenOut.of(run(config, lambda ctx: TokenService(ctx).get(token_id)))
+    """Show one token and its ledger: every hold, capture, refund, release and top-up."""
+
+    async def action(ctx: AppContext) -> tuple[TokenOut, list[LedgerEntryOut]]:
+        service = TokenService(ctx)
+        token = TokenOut.of(await service.get(token_id))
+        entries = await service.ledger(token_id, after=None, limit=LEDGER_LIMIT)
+        return token, [LedgerEntryOut.of(entry) for entry in entries]
+
+    token, entries = run(config, action)
+    if fmt == "json":
+        console.print_json(json.dumps({**token.model_dump(),
+                                       "ledger": [e.model_dump() for e in entries]}))
+        return
     _emit([token.model_dump()], _token_table([token]), fmt)
+    ledger = Table("entry", "time (UTC)", "kind", "amount", "job", "note")
+    for entry in entries:
+        ledger.add_row(str(entry.id), _when(entry.created_at), entry.kind, entry.amount_usd,
+                       entry.job_id or "-", entry.note or "")
+    console.print(ledger)
+
+
+def _when(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @tokens_app.command("update")

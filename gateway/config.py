@@ -51,6 +51,20 @@ class MetricsConfig(_Strict):
     public: bool = False
 
 
+class ServerConfig(_Strict):
+    """How long a client may take to send a request, and how many connections a process keeps.
+
+    Both deadlines bound a whole phase, not the pause between two reads, so a client that
+    trickles one byte at a time cannot hold a connection longer than a silent one.
+    """
+
+    header_timeout_s: float = Field(10.0, gt=0)
+    # A deadline that passes while the gateway itself is behind (it has not yet taken the
+    # bytes already sent) starts over: a slow reader is not the client's fault.
+    body_timeout_s: float = Field(60.0, gt=0)
+    max_connections: int = Field(1000, ge=1)
+
+
 class GroupConfig(_Strict):
     billing_modes: list[BillingMode] = Field(min_length=1)
     multiplier: Decimal = Field(Decimal(1), gt=0)
@@ -117,6 +131,7 @@ class Settings(_Strict):
     # processes' changes show up within this bound (0 turns the caches off).
     cache_s: float = Field(1.0, ge=0)
     log_level: str = "INFO"
+    server: ServerConfig = Field(default_factory=ServerConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     content_store: ContentStoreConfig = Field(default_factory=ContentStoreConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
@@ -201,11 +216,22 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
+def config_path(path: str | Path | None = None) -> Path | None:
+    """The config file every command reads: ``path``, else $GATEWAY_CONFIG, else ./config.yaml.
+
+    None means no file: the built-in defaults apply.
+    """
+    if path is not None and str(path):
+        return Path(path)
+    if os.environ.get("GATEWAY_CONFIG"):
+        return Path(os.environ["GATEWAY_CONFIG"])
+    return Path("config.yaml") if Path("config.yaml").exists() else None
+
+
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Load settings from ``path`` (or ./config.yaml if present), the environment and overrides."""
-    if path is None and Path("config.yaml").exists():
-        path = "config.yaml"
-    data = expand_env(_read_yaml(Path(path))) if path is not None else {}
+    """Load settings from the config file (see config_path), the environment and overrides."""
+    found = config_path(path)
+    data = expand_env(_read_yaml(found)) if found is not None else {}
     for env, key in _OVERRIDES.items():
         if os.environ.get(env):
             data[key] = os.environ[env]

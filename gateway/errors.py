@@ -127,6 +127,15 @@ class RequestTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class RequestTimeout(GatewayError):
+    """The client did not send its whole request within the server's deadline."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+    retryable = True
+
+
 class InsufficientQuota(GatewayError):
     status = 429
     type = "insufficient_quota"
@@ -152,6 +161,19 @@ class NoUpstream(GatewayError):
     status = 503
     type = "server_error"
     code = "no_upstream"
+
+
+class Overloaded(GatewayError):
+    """The process holds as many connections as it is configured to."""
+
+    status = 503
+    type = "server_error"
+    code = "overloaded"
+    retryable = True
+
+    def __init__(self) -> None:
+        super().__init__("The gateway is at its connection limit; retry shortly.",
+                         headers={"Retry-After": "1"})
 
 
 class UpstreamFailed(GatewayError):

@@ -9,6 +9,7 @@ import secrets
 import time
 from contextvars import ContextVar
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
@@ -81,6 +82,10 @@ class GatewayMiddleware:
 
         try:
             await self.app(scope, bounded_receive, send_with_id)
+        except ClientDisconnect:
+            # The client left, or was cut off as too slow, before its request was read: there
+            # is no one to answer, and nothing was done on its behalf.
+            status = 499
         except Exception as exc:
             if started:
                 raise

@@ -10,6 +10,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -217,10 +218,10 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture
-def page(browser: Browser, gateway: Gateway) -> Iterator[Page]:
+@contextmanager
+def console_tab(browser: Browser, gateway: Gateway, width: int = 1400) -> Iterator[Page]:
     """A fresh tab (own session storage) on the console; fails on script or CSP errors."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = browser.new_context(viewport={"width": width, "height": 900})
     tab = context.new_page()
     tab.set_default_timeout(10_000)
     problems: list[str] = []
@@ -235,6 +236,12 @@ def page(browser: Browser, gateway: Gateway) -> Iterator[Page]:
     yield tab
     context.close()
     assert problems == []
+
+
+@pytest.fixture
+def page(browser: Browser, gateway: Gateway) -> Iterator[Page]:
+    with console_tab(browser, gateway) as tab:
+        yield tab
 
 
 def sign_in(page: Page, token: str = ADMIN_TOKEN) -> None:
@@ -394,6 +401,49 @@ class TestConsoleJobs:
                 return Array.from(new Uint8Array(buffer));
             }""", f"video[data-video-id='{traffic.completed_id}']")
         assert bytes(played) == expected_content(traffic.completed_upstream_id, CONTENT_SIZE)
+
+
+class TestConsoleLayout:
+    # The narrowest common laptop window; every column, the preview button included, must be
+    # on screen without scrolling sideways.
+    WIDTH = 1280
+
+    def test_jobs_table_fits_the_window_with_long_prompts_and_errors(
+            self, browser: Browser, gateway: Gateway, tmp_path: Path) -> None:
+        token_id, token = gateway.create_token(name=f"layout-{uuid.uuid4().hex[:8]}")
+        client = gateway.client(token)
+        unbroken = "https://example.com/" + "x" * 150  # no space to break at
+        client.videos.create_and_poll(prompt=f"{'A lighthouse at dawn, ' * 40}{unbroken} "
+                                             "[duration:0.3]", poll_interval_ms=100)
+        client.videos.create_and_poll(prompt="fails [duration:0.3] [fail]", poll_interval_ms=100)
+
+        with console_tab(browser, gateway, width=self.WIDTH) as tab:
+            signed_in(tab)
+            tab.click("[data-tab=jobs]")
+            tab.fill("#jobs-filter [name=token_id]", token_id)
+            tab.click("#jobs-filter button[type=submit]")
+            expect(tab.locator("#jobs-table tbody tr")).to_have_count(2)
+            tab.screenshot(path=str(tmp_path / "jobs-1280.png"), full_page=True)
+            layout = tab.evaluate("""() => {
+                const table = document.querySelector("#jobs-table");
+                const box = (e) => e.getBoundingClientRect();
+                return {
+                    viewport: window.innerWidth,
+                    page: document.documentElement.scrollWidth,
+                    rights: [...table.rows].map((row) => box(row.lastElementChild).right),
+                    prompts: [...table.querySelectorAll("td.detail")].map((td) => box(td)),
+                    rows: [...table.tBodies[0].rows].map((row) => box(row).height),
+                };
+            }""")
+            preview = tab.get_by_role("button", name="Preview")
+            expect(preview).to_be_in_viewport()
+
+        assert layout["page"] <= layout["viewport"], layout
+        assert max(layout["rights"]) <= layout["viewport"], layout
+        for prompt in layout["prompts"]:
+            assert prompt["right"] <= layout["viewport"]
+            assert prompt["width"] >= 200, "the prompt column is squeezed to nothing"
+        assert max(layout["rows"]) < 120, "a long prompt is clamped, not shown whole"
 
 
 class TestConsoleUsage:

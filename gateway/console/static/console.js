@@ -242,7 +242,8 @@ function jobRow(job) {
     cell(job.model), cell(job.size), cell(job.seconds, "num"), cell(job.token_id, "mono"),
     cell(job.group), cell(job.upstream), cell(job.price_usd, "num"),
     cell(job.deleted ? `${job.settlement || "–"} (deleted)` : job.settlement),
-    cell(`${job.age_s}s`, "num"), el("td", { class: "detail", title: detail }, detail),
+    cell(`${job.age_s}s`, "num"), el("td", { class: "detail", title: detail },
+      el("div", { class: "clamp" }, detail)),
     el("td", {}, action));
 }
 
