@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.cache import SingleFlight
 from gateway.config import Settings
 from gateway.db import now, transact
+from gateway.jobs.transition import JobState, Transition, decide
 from gateway.ledger import service as ledger
 from gateway.metrics import POLL_FAILURES, record_settlement
-from gateway.upstreams.base import UpstreamError, UpstreamJob
+from gateway.upstreams.base import UpstreamError
+from gateway.upstreams.outcome import Completed, PollOutcome, Unreachable
 from gateway.upstreams.pool import UpstreamPool
 from gateway.videos import repository as job_rows
 from gateway.videos.models import UNFINISHED, Job
@@ -43,15 +45,13 @@ LOST = Ending("failed", "submission_lost",
 DELETED = Ending("failed", "deleted", "The job was deleted before it finished.")
 
 
-# What _fetch answers when the upstream could not be asked: the job is simply polled later.
-POLL_FAILED = object()
 # How often refresh_now looks again while another process holds the job's lease.
 LEASE_WAIT_S = 0.1
 
 
-def _unchanged(job: Job, result: UpstreamJob) -> bool:
-    return (result.status == job.status and result.progress == job.progress
-            and result.content_url in (None, job.content_url))
+def state_of(job: Job, at: float, max_age_s: float) -> JobState:
+    return JobState(status=job.status, progress=job.progress, hold_micros=job.price_micros,
+                    age_s=at - job.created_at, max_age_s=max_age_s)
 
 
 class JobTracker:
@@ -103,16 +103,19 @@ class JobTracker:
         results = await asyncio.gather(*(self._fetch(job) for job in jobs))
         quiet: list[str] = []
         moved: list[dict[str, object]] = []
-        for job, result in zip(jobs, results, strict=True):
-            if result is POLL_FAILED or (isinstance(result, UpstreamJob)
-                                         and _unchanged(job, result)):
+        at = now()
+        for job, outcome in zip(jobs, results, strict=True):
+            if outcome is None:
+                continue  # ended here (expired or lost) and settled already
+            transition = self.decide(job, outcome, at)
+            if transition is None:
                 quiet.append(job.id)
-            elif isinstance(result, UpstreamJob) and result.status in UNFINISHED:
-                moved.append({"job_id": job.id, "status": result.status,
-                              "progress": result.progress, "content_url": result.content_url})
-            elif isinstance(result, UpstreamJob):
+            elif not transition.ends:
+                moved.append({"job_id": job.id, "status": transition.status,
+                              "progress": transition.progress, "content_url": job.content_url})
+            else:
                 try:
-                    await self.apply(job, result)
+                    await self.apply(job, outcome, transition)
                 except Exception:  # one bad write must not hold up the rest of the batch
                     log.exception("recording a poll failed", extra={"job_id": job.id})
         if quiet or moved:
@@ -139,15 +142,20 @@ class JobTracker:
         """Poll a job this process holds the lease of, then write what was learned.
 
         False if the upstream could not be asked."""
-        result = await self._fetch(job)
-        if result is POLL_FAILED:
+        outcome = await self._fetch(job)
+        if outcome is None:
+            return True
+        transition = self.decide(job, outcome, now())
+        if transition is None:  # nothing new, or nothing learned: polled again later
             await self._release(job)
-            return False
-        if isinstance(result, UpstreamJob):
-            await self.apply(job, result)
-        return True
+            return not isinstance(outcome, Unreachable)
+        await self.apply(job, outcome, transition)
+        return not isinstance(outcome, Unreachable)
 
-    async def _fetch(self, job: Job) -> UpstreamJob | object | None:
+    def decide(self, job: Job, outcome: PollOutcome, at: float) -> Transition | None:
+        return decide(state_of(job, at, self.settings.jobs.max_age_s), outcome)
+
+    async def _fetch(self, job: Job) -> PollOutcome | None:
         """The upstream's view of a leased job; None when the job was ended here instead."""
         at = now()
         if at - job.created_at > self.settings.jobs.max_age_s:
@@ -158,42 +166,46 @@ class JobTracker:
             if at - job.created_at > self.submit_grace_s:
                 await self.end(job, LOST)
                 return None
-            return POLL_FAILED  # its create call is still running somewhere
+            return Unreachable("its create call is still running somewhere")
         placement = self.pool.placement(job.upstream, job.upstream_key_index)
-        try:
-            async with self._limits[job.upstream]:
-                return await self.pool.adapter(job.upstream).retrieve(job.upstream_id,
-                                                                      placement.key)
-        except UpstreamError as exc:
+        async with self._limits[job.upstream]:
+            outcome = await self.pool.flavor(job.upstream).poll(
+                job.upstream_id, job.poll_state or {}, placement.key)
+        if isinstance(outcome, Unreachable):
             # A failed poll says nothing about the job: keep it running and its money held.
             log.warning("poll failed", extra={"job_id": job.id, "upstream": job.upstream,
-                                              "reason": str(exc)})
+                                              "reason": outcome.reason})
             POLL_FAILURES.labels(job.upstream).inc()
-            return POLL_FAILED
+        return outcome
 
-    async def apply(self, job: Job, result: UpstreamJob) -> None:
+    async def apply(self, job: Job, outcome: PollOutcome,
+                    transition: Transition | None = None) -> None:
+        """Write a poll's transition (decided here unless given) and settle what it ends."""
         at = now()
-        values = {
-            "status": result.status, "progress": result.progress, "polled_at": at,
+        transition = transition or self.decide(job, outcome, at)
+        if transition is None:
+            return
+        values: dict[str, object] = {
+            "status": transition.status, "progress": transition.progress, "polled_at": at,
             "updated_at": at, "lease_owner": None, "lease_until": None,
         }
-        if result.content_url:
-            values["content_url"] = result.content_url
-        if result.status in ("completed", "failed"):
-            values.update(completed_at=result.completed_at or at, expires_at=result.expires_at,
-                          error_code=result.error_code, error_message=result.error_message,
-                          upstream_error=result.error_raw)
-        kind = {"completed": "capture", "failed": "refund"}.get(result.status)
-        note = result.error_code if kind == "refund" else None
+        if isinstance(outcome, Completed):
+            video = outcome.asset("video")
+            if video is not None and video.url:
+                values["content_url"] = video.url
+            values.update(completed_at=outcome.completed_at or at, expires_at=outcome.expires_at)
+        elif transition.ends:
+            values.update(completed_at=at, error_code=transition.error_code,
+                          error_message=transition.error_message,
+                          upstream_error=getattr(outcome, "raw", None))
+        kind = transition.money.kind if transition.money else None
+        note = transition.error_code if kind == "refund" else None
         if not await self._record(job, values, kind, note=note):
             return
-        if not _unchanged(job, result):
-            # An unchanged answer leaves what clients see as it was: dropping their cached
-            # copy would only make every poll in flight wait for a read of the same row.
-            self.on_changed(job.id)
-        if result.status in ("completed", "failed"):
-            log.info("job ended", extra={"job_id": job.id, "status": result.status})
-        if result.status == "completed" and self.on_completed is not None:
+        self.on_changed(job.id)
+        if transition.ends:
+            log.info("job ended", extra={"job_id": job.id, "status": transition.status})
+        if transition.status == "completed" and self.on_completed is not None:
             self.on_completed(job.id)
 
     async def end(self, job: Job, ending: Ending, *, deleted: bool = False) -> bool:
@@ -239,6 +251,7 @@ class JobTracker:
             return
         placement = self.pool.placement(job.upstream, job.upstream_key_index)
         try:
-            await self.pool.adapter(job.upstream).delete(job.upstream_id, placement.key)
+            await self.pool.flavor(job.upstream).cancel(job.upstream_id, job.poll_state or {},
+                                                        placement.key)
         except UpstreamError as exc:
             log.warning("upstream delete failed", extra={"job_id": job.id, "reason": str(exc)})

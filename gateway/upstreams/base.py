@@ -1,45 +1,15 @@
-"""The upstream seam: what the rest of the gateway knows of a provider."""
+"""What every flavor shares: the inputs it is handed and the errors an upstream call raises.
+
+The seam itself (the ``Flavor`` protocol) is in ``flavor.py``; a poll's outcomes in
+``outcome.py``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
-
-import httpx
+from dataclasses import dataclass
+from typing import BinaryIO
 
 from gateway.upstreams.sanitize import PublicError
-
-# Every status word seen from OpenAI-format providers, folded onto OpenAI's four.
-# Anything not listed is treated as still running: only an explicit failure ends a job.
-STATUS_MAP = {
-    "queued": "queued", "pending": "queued", "submitted": "queued", "waiting": "queued",
-    "in_progress": "in_progress", "processing": "in_progress", "running": "in_progress",
-    "generating": "in_progress",
-    "completed": "completed", "succeeded": "completed", "success": "completed",
-    "done": "completed", "finished": "completed",
-    "failed": "failed", "failure": "failed", "error": "failed", "cancelled": "failed",
-    "canceled": "failed", "expired": "failed", "rejected": "failed",
-}
-
-
-def normalize_status(raw: object) -> str:
-    return STATUS_MAP.get(str(raw).strip().lower(), "in_progress")
-
-
-@dataclass(frozen=True)
-class UpstreamJob:
-    id: str
-    status: str
-    progress: int = 0
-    # A failed job's error as a client may see it, and as the upstream said it (operator only).
-    error_code: str | None = None
-    error_message: str | None = None
-    error_raw: str | None = None
-    completed_at: float | None = None
-    expires_at: float | None = None
-    content_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,19 +53,6 @@ class Character:
     created_at: int
 
 
-@dataclass(frozen=True)
-class SubmitRequest:
-    model: str
-    prompt: str
-    seconds: int
-    size: str
-    metadata: str | None = None
-    image: ImageFile | None = None
-    # {"image_url": ...} or {"file_id": ...}, forwarded as given.
-    image_reference: dict[str, str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class UpstreamError(Exception):
     """Base of everything an upstream call can raise; messages never carry secrets."""
 
@@ -126,28 +83,3 @@ class UpstreamRefused(UpstreamError):
 
 class UpstreamGone(UpstreamError):
     """The upstream no longer knows the job (404)."""
-
-
-class Adapter(Protocol):
-    async def create(self, request: SubmitRequest, key: str) -> UpstreamJob: ...
-
-    async def retrieve(self, upstream_id: str, key: str) -> UpstreamJob: ...
-
-    async def remix(self, upstream_id: str, prompt: str, key: str) -> UpstreamJob: ...
-
-    async def derive(self, request: DeriveRequest, key: str) -> UpstreamJob: ...
-
-    async def create_character(self, name: str, upload: VideoUpload, key: str) -> Character: ...
-
-    async def delete(self, upstream_id: str, key: str) -> None: ...
-
-    def content(self, upstream_id: str, key: str, *, variant: str, content_url: str | None,
-                range_header: str | None) -> AbstractAsyncContextManager[httpx.Response]: ...
-
-
-async def aiter_closing(response: httpx.Response) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in response.aiter_raw():
-            yield chunk
-    finally:
-        await response.aclose()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.ledger.sizes import Size
+from gateway.upstreams.base import Character, DeriveRequest, VideoUpload
 from gateway.upstreams.outcome import PollOutcome
 
 # What a flavor may declare it can do; selection never sends a job to one that cannot.
@@ -38,7 +39,9 @@ class Image:
 
     data: bytes | None = None
     content_type: str = "image/png"
-    url: str | None = None  # https:// or data: as the client sent it
+    url: str | None = None  # https:// as the client sent it
+    file_id: str | None = None  # an upload the upstream itself holds (OpenAI format only)
+    filename: str = "input_reference"
 
     def data_url(self) -> str:
         import base64
@@ -81,6 +84,8 @@ class ContentStream:
     content_length: int | None
     content_range: str | None
     chunks: AsyncIterator[bytes]
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 class Flavor(Protocol):
@@ -99,3 +104,17 @@ class Flavor(Protocol):
     def content(self, upstream_id: str, state: Mapping[str, str], key: str, *, variant: str,
                 url: str | None, range_header: str | None,
                 ) -> AbstractAsyncContextManager[ContentStream]: ...
+
+
+class Derivations(Protocol):
+    """What only OpenAI-format flavors offer: jobs made from an upstream's own videos.
+
+    Reached only after the flavor declared the capability (``REMIX``, ``EDIT``, ``EXTEND``,
+    ``CHARACTERS``).
+    """
+
+    async def remix(self, upstream_id: str, prompt: str, key: str) -> Submitted: ...
+
+    async def derive(self, request: DeriveRequest, key: str) -> Submitted: ...
+
+    async def create_character(self, name: str, upload: VideoUpload, key: str) -> Character: ...

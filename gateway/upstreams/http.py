@@ -148,6 +148,8 @@ class UpstreamHTTP:
                 content_length=int(length) if length and length.isdigit() else None,
                 content_range=response.headers.get("content-range"),
                 chunks=_raw(response),
+                etag=response.headers.get("etag"),
+                last_modified=response.headers.get("last-modified"),
             )
         finally:
             await response.aclose()

@@ -15,22 +15,19 @@ from gateway.config import Settings, UpstreamConfig
 from gateway.errors import NoUpstream, UpstreamFailed, UpstreamOutcomeUnknown, UpstreamRejected
 from gateway.metrics import UPSTREAM_FAILOVERS
 from gateway.upstreams.base import (
-    Adapter,
     UpstreamAmbiguous,
     UpstreamRefused,
     UpstreamUnavailable,
 )
 from gateway.upstreams.breaker import Breaker
-from gateway.upstreams.compat import CompatAdapter
-from gateway.upstreams.openai import OpenAIAdapter
+from gateway.upstreams.flavor import CREATE, Flavor
+from gateway.upstreams.registry import FLAVORS
 from gateway.upstreams.sanitize import UpstreamSecrets
 from gateway.upstreams.transport import UpstreamClient
 
 log = logging.getLogger("gateway.upstreams")
 
 T = TypeVar("T")
-
-ADAPTERS: dict[str, type[OpenAIAdapter]] = {"openai": OpenAIAdapter, "compat": CompatAdapter}
 
 
 @dataclass(frozen=True)
@@ -72,10 +69,10 @@ class UpstreamPool:
         self.settings = settings
         self.configs = {upstream.name: upstream for upstream in settings.upstreams}
         self.clients = {upstream.name: _client(upstream) for upstream in settings.upstreams}
-        self.adapters: dict[str, Adapter] = {
-            upstream.name: ADAPTERS[upstream.flavor](
+        self.flavors: dict[str, Flavor] = {
+            upstream.name: FLAVORS[upstream.flavor](
                 upstream.name, upstream.base_url, self.clients[upstream.name], upstream.timeout_s,
-                secrets=_secrets(upstream),
+                _secrets(upstream),
             )
             for upstream in settings.upstreams
         }
@@ -92,28 +89,33 @@ class UpstreamPool:
         for client in self.clients.values():
             await client.aclose()
 
-    def adapter(self, name: str) -> Adapter:
-        return self.adapters[name]
+    def flavor(self, name: str) -> Flavor:
+        return self.flavors[name]
 
     def placement(self, name: str, key_index: int | None) -> Placement:
         return Placement(self.configs[name], key_index or 0)
 
-    def eligible(self, group: str, model: str) -> list[UpstreamConfig]:
+    def eligible(self, group: str, model: str,
+                 needs: frozenset[str] = frozenset({CREATE})) -> list[UpstreamConfig]:
+        """The group's upstreams that serve the model and can do everything ``needs`` names."""
         return [
             upstream for upstream in self.settings.upstreams
             if group in upstream.groups and model in upstream.models and upstream.weight > 0
+            and needs <= self.flavors[upstream.name].capabilities
         ]
 
-    def serves(self, group: str, model: str) -> bool:
-        return bool(self.eligible(group, model))
+    def serves(self, group: str, model: str,
+               needs: frozenset[str] = frozenset({CREATE})) -> bool:
+        return bool(self.eligible(group, model, needs))
 
-    def ordered(self, group: str, model: str) -> list[UpstreamConfig]:
+    def ordered(self, group: str, model: str,
+                needs: frozenset[str] = frozenset({CREATE})) -> list[UpstreamConfig]:
         """Eligible upstreams in a weighted random order, each at most once.
 
         Upstreams whose circuit is open are left out, unless every one is: then all are
         tried, since refusing outright would fail a create that might have succeeded.
         """
-        eligible = self.eligible(group, model)
+        eligible = self.eligible(group, model, needs)
         remaining = [u for u in eligible if self.breakers[u.name].available()] or eligible
         order: list[UpstreamConfig] = []
         while remaining:
@@ -126,17 +128,18 @@ class UpstreamPool:
         return Placement(upstream, next(self._key_cycles[upstream.name]))
 
     async def submit(
-        self, group: str, model: str, call: Callable[[Adapter, Placement], Awaitable[T]],
+        self, group: str, model: str, call: Callable[[Flavor, Placement], Awaitable[T]],
+        needs: frozenset[str] = frozenset({CREATE}),
     ) -> tuple[Placement, T]:
         """Run ``call`` on eligible upstreams in order until one accepts the job."""
-        candidates = self.ordered(group, model)
+        candidates = self.ordered(group, model, needs)
         if not candidates:
             raise NoUpstream(f"No upstream serves model '{model}' for this token's group.")
         for upstream in candidates:
             placement = self._next_key(upstream)
             breaker = self.breakers[upstream.name]
             try:
-                result = await call(self.adapters[upstream.name], placement)
+                result = await call(self.flavors[upstream.name], placement)
             except UpstreamUnavailable as exc:
                 breaker.failed()
                 UPSTREAM_FAILOVERS.labels(upstream.name).inc()
@@ -161,12 +164,12 @@ class UpstreamPool:
 
     async def at(
         self, name: str, key_index: int | None,
-        call: Callable[[Adapter, Placement], Awaitable[T]],
+        call: Callable[[Flavor, Placement], Awaitable[T]],
     ) -> tuple[Placement, T]:
         """Run ``call`` on one given upstream (remix goes where its source lives)."""
         placement = self.placement(name, key_index)
         try:
-            return placement, await call(self.adapters[name], placement)
+            return placement, await call(self.flavors[name], placement)
         except UpstreamRefused as exc:
             raise _rejected(exc) from exc
         except UpstreamUnavailable as exc:

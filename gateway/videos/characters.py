@@ -5,7 +5,8 @@ Characters are not charged: no price for them exists in the configuration's pric
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -14,12 +15,14 @@ from gateway.db import now
 from gateway.errors import InvalidRequest, NotFound, NoUpstream
 from gateway.tokens.crypto import is_id, new_id
 from gateway.tokens.models import Token
-from gateway.upstreams.base import Adapter, Character
+from gateway.upstreams.base import Character
+from gateway.upstreams.flavor import CHARACTERS, Derivations, Flavor
 from gateway.upstreams.pool import Placement
 from gateway.videos.inputs import video_upload
 from gateway.videos.models import VideoCharacter
 
 MAX_NAME_CHARS = 200  # the stored column's length
+CAN_MAKE = frozenset({CHARACTERS})
 
 
 class CharacterOut(BaseModel):
@@ -39,10 +42,13 @@ class CharacterService:
         self.token = token
 
     def _model(self) -> str:
-        """Characters belong to no model: any upstream that serves the group will do."""
-        for model in sorted(self.ctx.settings.known_models):
-            if self.ctx.pool.serves(self.token.group, model):
+        """Characters belong to no model: any upstream of the group that makes them will do."""
+        models = sorted(self.ctx.settings.known_models)
+        for model in models:
+            if self.ctx.pool.serves(self.token.group, model, CAN_MAKE):
                 return model
+        if any(self.ctx.pool.serves(self.token.group, model) for model in models):
+            raise InvalidRequest("No provider for this token can create characters.")
         raise NoUpstream("No upstream serves this token's group.")
 
     async def create(self, fields: dict[str, Any]) -> VideoCharacter:
@@ -57,11 +63,13 @@ class CharacterService:
         if upload is None:
             raise InvalidRequest("'video' must be an uploaded video file.", param="video")
 
-        def call(adapter: Adapter, placement: Placement) -> Any:
-            return adapter.create_character(name.strip(), upload, placement.key)
+        def call(flavor: Flavor, placement: Placement) -> Awaitable[Character]:
+            # Only flavors that declared CHARACTERS are eligible here.
+            return cast(Derivations, flavor).create_character(name.strip(), upload,
+                                                              placement.key)
 
-        placement, created = await self.ctx.pool.submit(self.token.group, self._model(), call)
-        assert isinstance(created, Character)
+        placement, created = await self.ctx.pool.submit(self.token.group, self._model(), call,
+                                                        CAN_MAKE)
         row = VideoCharacter(id=new_id("char"), token_id=self.token.id, name=name.strip(),
                              upstream=placement.upstream.name,
                              upstream_key_index=placement.key_index, upstream_id=created.id,

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import httpx
 from starlette.responses import Response, StreamingResponse
 
 from gateway.context import AppContext
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.upstreams.base import UpstreamError, UpstreamGone
+from gateway.upstreams.flavor import ContentStream
 from gateway.videos.models import Job
 
 log = logging.getLogger("gateway.content")
@@ -23,7 +23,6 @@ log = logging.getLogger("gateway.content")
 CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
 _GENERIC_TYPES = {"", "application/octet-stream", "application/binary", "binary/octet-stream"}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_PASSED_HEADERS = ("content-length", "content-range", "etag", "last-modified")
 FILE_CHUNK = 256 * 1024
 
 
@@ -102,20 +101,20 @@ async def _slice(chunks: AsyncGenerator[bytes, None], start: int,
         await chunks.aclose()
 
 
-async def _relay(response: httpx.Response, stack: AsyncExitStack,
+async def _relay(stream: ContentStream, stack: AsyncExitStack,
                  job_id: str) -> AsyncGenerator[bytes, None]:
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in stream.chunks:
             yield chunk
-    except httpx.HTTPError as exc:
+    except UpstreamError as exc:
         # Headers are gone already; cutting the body short tells the client it is incomplete.
         log.warning("content stream broke", extra={"job_id": job_id, "reason": str(exc)})
     finally:
         await stack.aclose()
 
 
-def _content_type(response: httpx.Response, variant: str) -> str:
-    given = response.headers.get("content-type", "").split(";")[0].strip().lower()
+def _content_type(stream: ContentStream, variant: str) -> str:
+    given = (stream.content_type or "").split(";")[0].strip().lower()
     return CONTENT_TYPES[variant] if given in _GENERIC_TYPES else given
 
 
@@ -134,8 +133,9 @@ async def stream_content(ctx: AppContext, job: Job, variant: str,
     placement = ctx.pool.placement(job.upstream, job.upstream_key_index)
     stack = AsyncExitStack()
     try:
-        response = await stack.enter_async_context(ctx.pool.adapter(job.upstream).content(
-            job.upstream_id, placement.key, variant=variant, content_url=job.content_url,
+        response = await stack.enter_async_context(ctx.pool.flavor(job.upstream).content(
+            job.upstream_id, job.poll_state or {}, placement.key, variant=variant,
+            url=job.content_url if variant == "video" else None,
             range_header=range_header if wanted else None,
         ))
     except UpstreamGone as exc:
@@ -146,15 +146,19 @@ async def stream_content(ctx: AppContext, job: Job, variant: str,
         await stack.aclose()
         raise GatewayError("The upstream provider could not serve the content.",
                            code="upstream_error", status=502) from exc
-    if response.status_code == 416:
+    if response.status == 416:
         await stack.aclose()
-        raise unsatisfiable(response.headers.get("content-range"))
-    headers = {name: response.headers[name] for name in _PASSED_HEADERS
-               if name in response.headers}
-    headers["accept-ranges"] = "bytes"
+        raise unsatisfiable(response.content_range)
+    headers = {"accept-ranges": "bytes"}
+    if response.content_length is not None:
+        headers["content-length"] = str(response.content_length)
+    for name, value in (("content-range", response.content_range), ("etag", response.etag),
+                        ("last-modified", response.last_modified)):
+        if value:
+            headers[name] = value
     relay = _relay(response, stack, job.id)
     body: AsyncIterator[bytes] = relay
-    status = response.status_code
+    status = response.status
     if wanted is not None and status == 200 and "content-length" in headers:
         total = int(headers["content-length"])
         try:

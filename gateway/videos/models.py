@@ -47,6 +47,8 @@ class Job(Base):
     # File name of the gateway's own copy of the video, once stored.
     content_file: Mapped[str | None] = mapped_column(String(200), nullable=True)
     extra: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    # What the job's flavor needs to poll it later (e.g. Kling's task kind), as it said.
+    poll_state: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # sha256 of the request the key was first sent with (route and parsed parameters).
     idempotency_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -27,16 +28,24 @@ from gateway.errors import (
 from gateway.jobs.tracker import DELETED
 from gateway.ledger import service as ledger
 from gateway.ledger.pricing import price_micros
+from gateway.ledger.sizes import parse_size as parse_dimensions
 from gateway.metrics import HOLDS, record_settlement
 from gateway.tokens.crypto import is_id, new_id
 from gateway.tokens.models import Token
-from gateway.upstreams.base import (
-    Adapter,
-    DeriveRequest,
-    SubmitRequest,
-    UpstreamJob,
-    VideoUpload,
+from gateway.upstreams.base import DeriveRequest, VideoUpload
+from gateway.upstreams.flavor import (
+    CREATE,
+    EDIT,
+    EXTEND,
+    IMAGE,
+    REMIX,
+    CreateRequest,
+    Derivations,
+    Flavor,
+    Image,
+    Submitted,
 )
+from gateway.upstreams.outcome import Running
 from gateway.upstreams.pool import Placement
 from gateway.videos import idempotency as idem
 from gateway.videos import repository as job_rows
@@ -61,7 +70,7 @@ log = logging.getLogger("gateway.videos")
 RATE_WINDOW_S = 60.0
 MAX_PAGE = 100
 
-Submit = Callable[[], Awaitable[tuple[Placement, UpstreamJob]]]
+Submit = Callable[[], Awaitable[tuple[Placement, Submitted]]]
 
 
 class VideoService:
@@ -75,19 +84,20 @@ class VideoService:
         params = await parse_create(fields, self.settings)
         self._authorize(params.model)
         price = self._price(params.model, params.size, params.seconds)
-        if not self.ctx.pool.serves(self.token.group, params.model):
-            raise NoUpstream(f"No upstream serves model '{params.model}' for this token.")
+        request = _create_request(params)
+        needs = frozenset({CREATE, IMAGE} if request.image else {CREATE})
+        self._servable(params.model, needs)
         job = self._new_job(params.model, params.size, params.seconds, params.prompt, price,
                             idempotency=idem.for_create(idempotency_key, params))
-        request = _submit_request(params)
 
-        def submit() -> Awaitable[tuple[Placement, UpstreamJob]]:
+        def submit() -> Awaitable[tuple[Placement, Submitted]]:
             return self.ctx.pool.submit(
                 self.token.group, params.model,
-                lambda adapter, placement: adapter.create(
+                lambda flavor, placement: flavor.create(
                     replace(request, model=placement.upstream.upstream_model(params.model)),
                     placement.key,
                 ),
+                needs,
             )
 
         return await self._start(job, submit)
@@ -104,11 +114,12 @@ class VideoService:
                             idempotency=idem.for_remix(idempotency_key, source.id, prompt),
                             kind="remix", remixed_from=source.id)
         upstream, upstream_id = source.upstream, source.upstream_id
+        self._source_can(source, REMIX, "remixed")
 
-        def remix(adapter: Adapter, placement: Placement) -> Awaitable[UpstreamJob]:
-            return adapter.remix(upstream_id, prompt, placement.key)
+        def remix(flavor: Flavor, placement: Placement) -> Awaitable[Submitted]:
+            return _derivations(flavor).remix(upstream_id, prompt, placement.key)
 
-        def submit() -> Awaitable[tuple[Placement, UpstreamJob]]:
+        def submit() -> Awaitable[tuple[Placement, Submitted]]:
             return self.ctx.pool.at(upstream, source.upstream_key_index, remix)
 
         return await self._start(job, submit)
@@ -127,8 +138,12 @@ class VideoService:
         seconds = self._derived_seconds(kind, fields, model, source, upload)
         self._authorize(model)
         price = self._price(model, size, seconds)
-        if source is None and not self.ctx.pool.serves(self.token.group, model):
-            raise NoUpstream(f"No upstream serves model '{model}' for this token.")
+        needs = frozenset({EDIT if kind == "edits" else EXTEND})
+        if source is None:
+            self._servable(model, needs)
+        else:
+            self._source_can(source, next(iter(needs)),
+                             "edited" if kind == "edits" else "extended")
         idempotency = await idem.for_derive(
             idempotency_key, kind, source_id=source.id if source else None, upload=upload,
             model=model, size=size, seconds=seconds, prompt=prompt)
@@ -140,15 +155,15 @@ class VideoService:
                                 upload=upload, model=None if source else model,
                                 size=None if source else size)
 
-        def call(adapter: Adapter, placement: Placement) -> Awaitable[UpstreamJob]:
+        def call(flavor: Flavor, placement: Placement) -> Awaitable[Submitted]:
             upstream_model = placement.upstream.upstream_model(model)
-            return adapter.derive(replace(request, model=request.model and upstream_model),
-                                  placement.key)
+            return _derivations(flavor).derive(
+                replace(request, model=request.model and upstream_model), placement.key)
 
-        def submit() -> Awaitable[tuple[Placement, UpstreamJob]]:
+        def submit() -> Awaitable[tuple[Placement, Submitted]]:
             if source is not None and source.upstream is not None:
                 return self.ctx.pool.at(source.upstream, source.upstream_key_index, call)
-            return self.ctx.pool.submit(self.token.group, model, call)
+            return self.ctx.pool.submit(self.token.group, model, call, needs)
 
         return await self._start(job, submit)
 
@@ -165,6 +180,20 @@ class VideoService:
             return source.seconds
         assert upload is not None
         return billed_seconds(upload.duration_s, self.settings.seconds_for(model), model=model)
+
+    def _servable(self, model: str, needs: frozenset[str]) -> None:
+        """Refuse, before any hold, what no upstream of the token's group can do."""
+        pool, group = self.ctx.pool, self.token.group
+        if not pool.serves(group, model):
+            raise NoUpstream(f"No upstream serves model '{model}' for this token.")
+        if not pool.serves(group, model, needs):
+            raise InvalidRequest(_unsupported(model, needs), param=_param_of(needs))
+
+    def _source_can(self, source: Job, capability: str, done: str) -> None:
+        assert source.upstream is not None
+        if capability not in self.ctx.pool.flavor(source.upstream).capabilities:
+            raise InvalidRequest(f"Videos of model '{source.model}' cannot be {done}.",
+                                 param="video_id" if capability == REMIX else "video")
 
     def _authorize(self, model: str) -> None:
         group = self.settings.groups.get(self.token.group)
@@ -265,15 +294,17 @@ class VideoService:
         if await transact(self.ctx.engine, release):
             record_settlement("release", job.price_micros)
 
-    async def _placed(self, job: Job, placement: Placement, result: UpstreamJob) -> Job:
+    async def _placed(self, job: Job, placement: Placement, submitted: Submitted) -> Job:
         at = now()
+        outcome = submitted.outcome or Running("queued")
+        status = outcome.status if isinstance(outcome, Running) else "in_progress"
         values: dict[str, Any] = {
             "upstream": placement.upstream.name, "upstream_key_index": placement.key_index,
-            "upstream_id": result.id,
+            "upstream_id": submitted.upstream_id,
             "upstream_model": placement.upstream.upstream_model(job.model),
-            "status": result.status if result.status in UNFINISHED else "in_progress",
-            "progress": result.progress, "updated_at": at, "polled_at": at,
-            "lease_owner": None, "lease_until": None,
+            "poll_state": dict(submitted.poll_state) or None,
+            "status": status, "progress": outcome.progress if isinstance(outcome, Running) else 0,
+            "updated_at": at, "polled_at": at, "lease_owner": None, "lease_until": None,
         }
         recorded = await transact(self.ctx.engine,
                                   lambda conn: job_rows.update_submitting(conn, job.id, values))
@@ -283,8 +314,8 @@ class VideoService:
             await self.ctx.tracker.cancel_upstream(replace_job(job, **values))
             return await self._stored(job.id)
         placed = replace_job(job, **values)
-        if result.status not in UNFINISHED:
-            await self.ctx.tracker.apply(placed, result)
+        if not isinstance(outcome, Running):
+            await self.ctx.tracker.apply(placed, outcome)
             return await self._stored(job.id)
         return placed
 
@@ -400,8 +431,37 @@ def _check_rate(conn: Connection, token_id: str, rpm: int) -> None:
         raise RateLimited(f"This token is limited to {rpm} jobs per minute.", retry_after=wait)
 
 
-def _submit_request(params: CreateParams) -> SubmitRequest:
-    return SubmitRequest(model=params.model, prompt=params.prompt, seconds=params.seconds,
-                         size=params.size, metadata=params.metadata, image=params.image,
-                         image_reference=params.image_reference)
+def _create_request(params: CreateParams) -> CreateRequest:
+    size = parse_dimensions(params.size)
+    assert size is not None  # parse_create accepted it
+    return CreateRequest(model=params.model, prompt=params.prompt, seconds=params.seconds,
+                         size=size, size_text=params.size, image=_image(params),
+                         metadata=json.loads(params.metadata) if params.metadata else {})
 
+
+def _image(params: CreateParams) -> Image | None:
+    if params.image is not None:
+        return Image(data=params.image.data, content_type=params.image.content_type,
+                     filename=params.image.filename)
+    reference = params.image_reference or {}
+    if reference.get("file_id"):
+        return Image(file_id=reference["file_id"])
+    if reference.get("image_url"):
+        return Image(url=reference["image_url"])
+    return None
+
+
+def _derivations(flavor: Flavor) -> Derivations:
+    # Callers checked the capability first; only OpenAI-format flavors declare these.
+    return cast(Derivations, flavor)
+
+
+def _unsupported(model: str, needs: frozenset[str]) -> str:
+    if IMAGE in needs:
+        return f"No provider of model '{model}' for this token takes an input_reference image."
+    what = "edit" if EDIT in needs else "extend"
+    return f"No provider of model '{model}' for this token can {what} videos."
+
+
+def _param_of(needs: frozenset[str]) -> str:
+    return "input_reference" if IMAGE in needs else "video"

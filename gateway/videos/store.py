@@ -15,7 +15,6 @@ import os
 import time
 from pathlib import Path
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.config import ContentStoreConfig
@@ -76,7 +75,7 @@ class ContentStore:
         partial = self.dir / (name + PARTIAL_SUFFIX)
         try:
             size = await self._download(job, partial)
-        except (UpstreamError, httpx.HTTPError, OSError) as exc:
+        except (UpstreamError, OSError) as exc:
             partial.unlink(missing_ok=True)
             STORED_VIDEOS.labels("failed").inc()
             log.warning("could not store video", extra={"job_id": job.id, "reason": str(exc)})
@@ -91,14 +90,15 @@ class ContentStore:
         assert job.upstream is not None
         assert job.upstream_id is not None
         placement = self.pool.placement(job.upstream, job.upstream_key_index)
-        adapter = self.pool.adapter(job.upstream)
+        flavor = self.pool.flavor(job.upstream)
         size = 0
-        async with adapter.content(job.upstream_id, placement.key, variant="video",
-                                   content_url=job.content_url, range_header=None) as response:
-            if response.status_code != 200:
-                raise UpstreamError(f"upstream answered {response.status_code}")
+        async with flavor.content(job.upstream_id, job.poll_state or {}, placement.key,
+                                  variant="video", url=job.content_url,
+                                  range_header=None) as stream:
+            if stream.status != 200:
+                raise UpstreamError(f"upstream answered {stream.status}")
             with partial.open("wb") as out:
-                async for chunk in response.aiter_raw():
+                async for chunk in stream.chunks:
                     # Disk writes of one chunk are short; a thread hop per chunk would cost more.
                     out.write(chunk)
                     size += len(chunk)
