@@ -57,7 +57,8 @@ class TokenService:
             await session.flush()
             amount = usd_to_micros(spec.balance_usd)
             if amount:
-                await ledger.topup(session, token.id, amount, "initial balance")
+                await ledger.topup(session, token.id, amount, "initial balance",
+                                   param="balance_usd")
         return await self.get(token.id), plaintext
 
     async def get(self, token_id: str) -> Token:
@@ -107,7 +108,7 @@ class TokenService:
         _known_shape(token_id)
         async with self.ctx.sessions() as session, session.begin():
             if not await ledger.topup(session, token_id, usd_to_micros(spec.amount_usd),
-                                      spec.note):
+                                      spec.note, param="amount_usd"):
                 raise NotFound(f"No token with id '{token_id}'.", param="token_id")
         return await self._changed(token_id)
 
