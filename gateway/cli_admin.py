@@ -216,7 +216,8 @@ def usage(
     if fmt == "json":
         console.print_json(json.dumps(result.as_json()))
         return
-    table = Table(group_by, "jobs", "completed", "failed", "seconds", "charged", "refunded")
+    table = Table(group_by, "jobs", "completed", "failed", "seconds", "charged", "refunded",
+                  "held")
     for row in [*result.rows, result.total()]:
         data = row.public()
         label = f"{row.key} ({row.name})" if row.name else row.key
