@@ -6,7 +6,6 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -91,19 +90,22 @@ def run(config: Path | None, action: Callable[[AppContext], Awaitable[T]]) -> T:
         raise fail(exc.message) from None
 
 
-def _money(value: str, param: str) -> Decimal:
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise fail(f"{param} must be a decimal amount of USD, e.g. 12.50") from None
-    return amount
+# Fields whose option is not simply --field-name.
+OPTIONS = {"balance_usd": "--balance", "amount_usd": "AMOUNT", "models": "--model",
+           "max_concurrent_jobs": "--max-jobs"}
+
+
+def _option(loc: tuple[int | str, ...]) -> str:
+    field = str(loc[0]) if loc else ""
+    return OPTIONS.get(field, "--" + field.replace("_", "-"))
 
 
 def _validated(model: type[Any], **values: Any) -> Any:
+    """Build a request as the admin API would, so both read their input the same way."""
     try:
         return model(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{_option(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise fail(problems) from None
 
 
@@ -139,7 +141,7 @@ def tokens_create(
 ) -> None:
     """Issue a token; its secret is printed once, here, and never again."""
     spec = _validated(TokenCreate, name=name, group=group, billing_mode=billing_mode,
-                      balance_usd=_money(balance, "--balance"), models=model or [], rpm=rpm,
+                      balance_usd=balance, models=model or [], rpm=rpm,
                       max_concurrent_jobs=max_jobs, expires_at=expires_at)
     token, plaintext = run(config, lambda ctx: TokenService(ctx).create(spec))
     console.print(_token_table([TokenOut.of(token)]))
@@ -208,7 +210,7 @@ def tokens_topup(
     config: ConfigOption = None,
 ) -> None:
     """Add money to a token's balance."""
-    spec = _validated(TopUp, amount_usd=_money(amount, "amount"), note=note)
+    spec = _validated(TopUp, amount_usd=amount, note=note)
     token = run(config, lambda ctx: TokenService(ctx).topup(token_id, spec))
     console.print(_token_table([TokenOut.of(token)]))
 
@@ -244,7 +246,8 @@ def usage(
     if fmt == "json":
         console.print_json(json.dumps(result.as_json()))
         return
-    table = Table(group_by, "jobs", "completed", "failed", "seconds", "charged", "refunded")
+    table = Table(group_by, "jobs", "completed", "failed", "seconds", "charged", "refunded",
+                  "held")
     for row in [*result.rows, result.total()]:
         data = row.public()
         label = f"{row.key} ({row.name})" if row.name else row.key

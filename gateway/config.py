@@ -6,15 +6,22 @@ import os
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.ledger.pricing import MAX_USD
 
 BillingMode = Literal["per_second", "per_call"]
 Flavor = Literal["openai", "compat"]
 
 DEFAULT_SECONDS = [4, 8, 12]
+# A job's length is stored as a 32-bit integer; a day is far past any model's longest video.
+MAX_SECONDS = 86_400
+Seconds = Annotated[int, Field(ge=1, le=MAX_SECONDS)]
+# A negative price would pay the customer for a job.
+Price = Annotated[Decimal, Field(ge=0)]
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -112,8 +119,8 @@ class UpstreamConfig(_Strict):
 
 
 class PricingConfig(_Strict):
-    per_second: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
-    per_call: dict[str, Decimal] = Field(default_factory=dict)
+    per_second: dict[str, dict[str, Price]] = Field(default_factory=dict)
+    per_call: dict[str, Price] = Field(default_factory=dict)
 
 
 class Settings(_Strict):
@@ -143,7 +150,8 @@ class Settings(_Strict):
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     # Seconds each model offers; the key "default" applies to models not named.
-    seconds: dict[str, list[int]] = Field(default_factory=lambda: {"default": DEFAULT_SECONDS})
+    seconds: dict[str, list[Seconds]] = Field(
+        default_factory=lambda: {"default": DEFAULT_SECONDS})
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -157,7 +165,20 @@ class Settings(_Strict):
             for model in upstream.models:
                 if model not in self.known_models:
                     raise ValueError(f"upstreams[{index}].models: {model!r} has no price")
+        self._check_prices()
         return self
+
+    def _check_prices(self) -> None:
+        """Refuse a config that could price one job past what a token may hold."""
+        for name, group in self.groups.items():
+            factor = f"groups.{name}.multiplier"
+            for model, sizes in self.pricing.per_second.items():
+                longest = max(self.seconds_for(model))
+                for size, usd in sizes.items():
+                    _bounded(usd * longest * group.multiplier,
+                             f"pricing.per_second.{model}.{size} x {longest} s x {factor}")
+            for model, usd in self.pricing.per_call.items():
+                _bounded(usd * group.multiplier, f"pricing.per_call.{model} x {factor}")
 
     @property
     def known_models(self) -> set[str]:
@@ -172,6 +193,12 @@ class Settings(_Strict):
 
     def sizes_for(self, model: str) -> list[str]:
         return list(self.pricing.per_second.get(model, {}))
+
+
+def _bounded(price: Decimal, source: str) -> None:
+    if price > MAX_USD:
+        raise ValueError(f"{source} prices a job at USD {price:f}, more than one job may cost "
+                         f"(USD {MAX_USD})")
 
 
 def expand_env(value: Any) -> Any:

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import wait_for
-from tests.support.servers import ADMIN_TOKEN, SIM_KEY, Gateway, Simulator
+from tests.support.servers import ADMIN_TOKEN, SIM_KEY, Gateway, Simulator, upstream
 
 SECRET = "sk-upstream-secret"
 UNFINISHED = ("queued", "in_progress")
@@ -401,16 +401,31 @@ class TestPermissions:
         check.sdk(info.value, openai.PermissionDeniedError, 403, "permission_error",
                   "model_not_allowed", "model")
 
-    def test_per_call_token_in_official_group_is_403(self, api: Api, check: ErrorCheck) -> None:
-        token_id, token = api.create_token(group="official", billing_mode="per_call")
-        with api.untouched(token_id):
-            with pytest.raises(openai.PermissionDeniedError) as info:
-                api.client(token).videos.create(prompt=unique("per call official"))
-            check.sdk(info.value, openai.PermissionDeniedError, 403, "permission_error",
-                      "billing_mode_not_allowed")
-            response = api.call(token, "POST", "/v1/videos",
-                                json={"prompt": unique("json per call"), "seconds": 4})
-            check.raw(response, 403, "permission_error", "billing_mode_not_allowed")
+    def test_token_whose_group_stopped_offering_its_billing_mode_is_403(
+            self, make_gateway: Callable[..., Gateway], simulator: Simulator,
+            compat_simulator: Simulator, check: ErrorCheck) -> None:
+        """Tokens are refused a forbidden billing mode at issue; a config change can still
+        take the mode away from tokens already issued."""
+        gw = make_gateway([upstream("primary", simulator, ["official"])])
+        gw.config["groups"]["official"]["billing_modes"] = ["per_second", "per_call"]
+        gw.stop()
+        gw.start()
+        api = Api(gw, simulator, compat_simulator)
+        try:
+            token_id, token = api.create_token(group="official", billing_mode="per_call")
+            gw.config["groups"]["official"]["billing_modes"] = ["per_second"]
+            gw.stop()
+            gw.start()
+            with api.untouched(token_id):
+                with pytest.raises(openai.PermissionDeniedError) as info:
+                    api.client(token).videos.create(prompt=unique("per call official"))
+                check.sdk(info.value, openai.PermissionDeniedError, 403, "permission_error",
+                          "billing_mode_not_allowed")
+                response = api.call(token, "POST", "/v1/videos",
+                                    json={"prompt": unique("json per call"), "seconds": 4})
+                check.raw(response, 403, "permission_error", "billing_mode_not_allowed")
+        finally:
+            api.close()
 
 
 # -- 400: fields -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import openai
 import pytest
 import yaml
 
+from tests.support.checks import assert_invalid
 from tests.support.servers import ADMIN_TOKEN, SIM_KEY, Gateway, Simulator, upstream
 
 
@@ -122,6 +123,56 @@ class TestCli:
 
         assert result.returncode == 2
         assert "jobs.poll_interval_s" in result.stderr
+
+
+class TestBillingModeOfTheGroup:
+    """A token its group cannot bill is refused when issued or changed, not at every create."""
+
+    def test_admin_api_refuses_a_billing_mode_the_group_forbids(self, gateway: Gateway) -> None:
+        name = f"forbidden {uuid.uuid4().hex[:8]}"
+        with gateway.admin() as admin:
+            created = admin.post("/admin/tokens", json={
+                "name": name, "group": "official", "billing_mode": "per_call"})
+            listed = admin.get("/admin/tokens").json()["data"]
+
+        assert_invalid(created, "billing_mode")
+        assert "official" in created.json()["error"]["message"]
+        assert name not in [t["name"] for t in listed]
+
+    def test_admin_api_refuses_changes_that_leave_a_forbidden_pair(self,
+                                                                   gateway: Gateway) -> None:
+        per_second, _ = gateway.create_token(group="official", billing_mode="per_second")
+        per_call, _ = gateway.create_token(group="budget", billing_mode="per_call")
+        with gateway.admin() as admin:
+            mode = admin.patch(f"/admin/tokens/{per_second}", json={"billing_mode": "per_call"})
+            group = admin.patch(f"/admin/tokens/{per_call}", json={"group": "official"})
+            both = admin.patch(f"/admin/tokens/{per_second}", json={
+                "group": "official", "billing_mode": "per_call"})
+            allowed = admin.patch(f"/admin/tokens/{per_second}", json={
+                "group": "budget", "billing_mode": "per_call"})
+
+        assert_invalid(mode, "billing_mode")
+        assert_invalid(group, "group")
+        assert_invalid(both, "billing_mode")
+        assert gateway.token(per_call)["group"] == "budget"
+        assert allowed.status_code == 200, allowed.text
+        assert (allowed.json()["group"], allowed.json()["billing_mode"]) == ("budget",
+                                                                              "per_call")
+
+    def test_command_line_refuses_it_too(self, gateway: Gateway) -> None:
+        name = f"cli forbidden {uuid.uuid4().hex[:8]}"
+        created = cli(gateway, "tokens", "create", "--name", name, "--group", "official",
+                      "--billing-mode", "per_call")
+        token_id, _ = gateway.create_token(group="official")
+        updated = cli(gateway, "tokens", "update", token_id, "--billing-mode", "per_call")
+
+        for result in (created, updated):
+            assert result.returncode != 0
+            assert "per_call" in result.stderr
+            assert "Traceback" not in result.stderr
+        listed = json.loads(cli(gateway, "tokens", "list", "--format", "json").stdout)
+        assert name not in [t["name"] for t in listed]
+        assert gateway.token(token_id)["billing_mode"] == "per_second"
 
 
 class TestReports:

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Double, ForeignKey, Index, String
+from sqlalchemy import BigInteger, CheckConstraint, Double, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, BigId
+from gateway.ledger.pricing import MAX_MICROS
 
 
 class LedgerEntry(Base):
     """Append-only record of every movement of money; rows are never updated or deleted."""
 
     __tablename__ = "ledger"
-    __table_args__ = (Index("ix_ledger_token_id_id", "token_id", "id"),)
+    __table_args__ = (
+        Index("ix_ledger_token_id_id", "token_id", "id"),
+        CheckConstraint(f"amount_micros >= 0 AND amount_micros <= {MAX_MICROS}",
+                        name="amount_within_bound"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     token_id: Mapped[str] = mapped_column(ForeignKey("tokens.id"))

@@ -1,13 +1,47 @@
-"""Prices in integer micro-USD, computed by one pure function with one rounding rule."""
+"""Money in integer micro-USD: its bounds, the one way an amount is read, the one rounding rule,
+and prices, computed by one pure function."""
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
 
-from gateway.config import Settings
 from gateway.errors import InvalidRequest
 
+if TYPE_CHECKING:
+    from gateway.config import Settings
+
 MICROS_PER_USD = 1_000_000
+# The most any amount may be (a top-up, an opening balance, a job's price, a ledger entry) and
+# the most a token may hold, balance and held together: USD 1,000,000,000. Nine thousand times
+# below a 64-bit integer, so a bounded balance plus a bounded amount can never overflow the
+# column (SQLite would turn it into a float); the database checks the same bounds.
+MAX_MICROS = 10**15
+MAX_USD = Decimal(MAX_MICROS) / MICROS_PER_USD
+# A JSON number's digits without its sign or exponent, ASCII only, at most six decimals.
+PLAIN_DECIMAL = r"(0|[1-9][0-9]*)(\.[0-9]{1,6})?"
+_PLAIN_DECIMAL = re.compile(PLAIN_DECIMAL)
+AMOUNT_HINT = ("must be a plain decimal amount of USD: ASCII digits, no leading zeros, at most "
+               "6 decimals, no sign, exponent or spaces (e.g. 12.50)")
+
+
+def parse_usd(value: object) -> Decimal:
+    """Read an amount of USD written as a plain decimal within MAX_USD, else raise ValueError.
+
+    Python would read "1_000", an Arabic-Indic digit, " 4" or "1e3" as numbers; an amount
+    that only looks like one must be refused, not become money. A JSON number is read as it
+    prints (5, 1.25), through the same check, so a float that is not what it shows is refused.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise ValueError(AMOUNT_HINT)
+    text = value if isinstance(value, str) else str(value)
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        raise ValueError(AMOUNT_HINT)
+    amount = Decimal(text)
+    if amount > MAX_USD:
+        raise ValueError(f"must be at most {MAX_USD} USD, the most a token may hold")
+    return amount
 
 
 def usd_to_micros(usd: Decimal | str | int) -> int:
@@ -24,6 +58,7 @@ def micros_to_usd(micros: int) -> str:
 
 def price_micros(settings: Settings, *, group: str, billing_mode: str, model: str, size: str,
                  seconds: int) -> int:
+    # Every price this can compute is within MAX_MICROS: the config is refused otherwise.
     multiplier = settings.groups[group].multiplier
     if billing_mode == "per_call":
         per_call = settings.pricing.per_call.get(model)

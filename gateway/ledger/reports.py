@@ -20,7 +20,16 @@ from gateway.videos.models import UNFINISHED, Job
 
 GroupBy = Literal["token", "group", "model", "upstream", "day"]
 GROUP_BY: tuple[GroupBy, ...] = ("token", "group", "model", "upstream", "day")
-USAGE_COLUMNS = ("jobs", "completed", "failed", "seconds", "charged_usd", "refunded_usd")
+USAGE_COLUMNS = ("jobs", "completed", "failed", "seconds", "charged_usd", "refunded_usd",
+                 "held_usd")
+
+# The one definition of each money figure, read by usage (and so /v1/me and the console) and
+# by the reconciliation alike. Charged: holds a completed job captured. Refunded: holds given
+# back to the balance, whatever ended the job: failed, deleted, expired, lost in a crash
+# while being submitted (refund), or taken by no upstream at create (release). Held: holds
+# not settled yet, the price of every job without a settlement.
+CHARGED = ("capture",)
+REFUNDED = ("refund", "release")
 
 
 def parse_time(value: str | None, param: str) -> float | None:
@@ -55,11 +64,12 @@ class UsageRow:
     seconds: int = 0
     charged_micros: int = 0
     refunded_micros: int = 0
+    held_micros: int = 0
 
     def public(self) -> dict[str, Any]:
         row = asdict(self)
-        row["charged_usd"] = micros_to_usd(row.pop("charged_micros"))
-        row["refunded_usd"] = micros_to_usd(row.pop("refunded_micros"))
+        for figure in ("charged", "refunded", "held"):
+            row[f"{figure}_usd"] = micros_to_usd(row.pop(f"{figure}_micros"))
         return row
 
 
@@ -72,7 +82,7 @@ class Usage:
         total = UsageRow(key="total")
         for row in self.rows:
             for name in ("jobs", "completed", "failed", "seconds", "charged_micros",
-                         "refunded_micros"):
+                         "refunded_micros", "held_micros"):
                 setattr(total, name, getattr(total, name) + getattr(row, name))
         return total
 
@@ -100,16 +110,17 @@ def _key(job: Any, group_by: GroupBy) -> str:
 
 async def usage(session: AsyncSession, *, group_by: GroupBy, since: float | None,
                 until: float | None, token_id: str | None = None) -> Usage:
-    """Jobs the upstreams accepted, grouped; money from the ledger's settlement entries."""
+    """Every job that held money, grouped by when it was created; its money is what its
+    settlement entry says (see CHARGED, REFUNDED), or held while it has none."""
     if group_by not in GROUP_BY:
         raise InvalidRequest(f"'group_by' must be one of {', '.join(GROUP_BY)}.",
                              param="group_by")
     query = (
         select(Job.token_id, Job.group, Job.model, Job.upstream, Job.created_at, Job.status,
-               Job.seconds, LedgerEntry.kind, LedgerEntry.amount_micros, Token.name)
+               Job.seconds, Job.price_micros, LedgerEntry.kind, LedgerEntry.amount_micros,
+               Token.name)
         .join(Token, Token.id == Job.token_id)
         .outerjoin(LedgerEntry, LedgerEntry.settles_job_id == Job.id)
-        .where(Job.upstream_id.is_not(None))
     )
     if since is not None:
         query = query.where(Job.created_at >= since)
@@ -133,10 +144,12 @@ def _count(row: UsageRow, job: Any) -> None:
         row.seconds += job.seconds
     elif job.status == "failed":
         row.failed += 1
-    if job.kind == "capture":
+    if job.kind in CHARGED:
         row.charged_micros += job.amount_micros
-    elif job.kind in ("refund", "release"):
+    elif job.kind in REFUNDED:
         row.refunded_micros += job.amount_micros
+    else:
+        row.held_micros += job.price_micros
 
 
 MONEY_FIELDS = ("topups", "balance", "held", "charged", "refunded")
@@ -154,8 +167,8 @@ async def reconcile(session: AsyncSession, *, max_age_s: float) -> dict[str, Any
 
     sums = (
         select(LedgerEntry.token_id, total("topup").label("topups"),
-               total("hold").label("holds"), total("capture").label("charged"),
-               total("refund", "release").label("refunded"))
+               total("hold").label("holds"), total(*CHARGED).label("charged"),
+               total(*REFUNDED).label("refunded"))
         .group_by(LedgerEntry.token_id).subquery()
     )
     query = (

@@ -8,6 +8,7 @@ from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.ledger.models import LedgerEntry
+from gateway.ledger.pricing import MAX_MICROS
 from gateway.tokens.models import Token
 from gateway.videos.models import Job
 
@@ -84,12 +85,24 @@ class LedgerRepository:
         self.session = session
 
     async def credit(self, token_id: str, amount: int) -> bool:
+        """Add to the balance unless the token would then hold more than MAX_MICROS.
+
+        The bound is part of the UPDATE, so concurrent top-ups cannot pass it together; the
+        room is computed here, so the database never adds past the bound to compare.
+        """
+        room = MAX_MICROS - amount
         result = await self.session.execute(
             update(Token)
-            .where(Token.id == token_id)
+            .where(Token.id == token_id, Token.balance_micros + Token.held_micros <= room)
             .values(balance_micros=Token.balance_micros + amount)
         )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+    async def funds(self, token_id: str) -> int | None:
+        """Balance plus held money, or None for no such token."""
+        result = await self.session.execute(
+            select(Token.balance_micros + Token.held_micros).where(Token.id == token_id))
+        return result.scalar_one_or_none()
 
     async def append(self, **values: object) -> None:
         """Write one ledger row now, in a session's transaction (a top-up)."""

@@ -10,8 +10,9 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import now
-from gateway.errors import InsufficientQuota, RateLimited
+from gateway.errors import InsufficientQuota, InvalidRequest, RateLimited
 from gateway.ledger import repository
+from gateway.ledger.pricing import MAX_MICROS, micros_to_usd
 from gateway.ledger.repository import LedgerRepository
 from gateway.videos.models import Job
 
@@ -49,10 +50,18 @@ def settle(conn: Connection, job: Job, kind: str, note: str | None = None) -> bo
     return True
 
 
-async def topup(session: AsyncSession, token_id: str, amount: int, note: str | None) -> bool:
+async def topup(session: AsyncSession, token_id: str, amount: int, note: str | None, *,
+                param: str) -> bool:
+    """Credit a top-up within the bound on a token's money; False for no such token."""
     repo = LedgerRepository(session)
     if not await repo.credit(token_id, amount):
-        return False
+        funds = await repo.funds(token_id)
+        if funds is None:
+            return False
+        raise InvalidRequest(
+            f"A token may hold at most {micros_to_usd(MAX_MICROS)} USD, balance and held "
+            f"together; this one holds {micros_to_usd(funds)} USD, so it can take at most "
+            f"{micros_to_usd(MAX_MICROS - funds)} more.", param=param)
     await repo.append(token_id=token_id, kind="topup", amount_micros=amount, note=note,
                       created_at=now())
     return True

@@ -4,14 +4,18 @@ from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, Double, Integ
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base
+from gateway.ledger.pricing import MAX_MICROS
 
 
 class Token(Base):
     __tablename__ = "tokens"
-    # The last line of defence: whatever code runs, money on a token never goes negative.
+    # The last line of defence: whatever code runs, money on a token never goes negative nor
+    # past the bound the code keeps it within.
     __table_args__ = (
         CheckConstraint("balance_micros >= 0", name="balance_not_negative"),
         CheckConstraint("held_micros >= 0", name="held_not_negative"),
+        CheckConstraint(f"balance_micros + held_micros <= {MAX_MICROS}",
+                        name="funds_within_bound"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -2,15 +2,34 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from gateway.ledger.pricing import micros_to_usd
+from gateway.ledger.pricing import MAX_USD, PLAIN_DECIMAL, micros_to_usd, parse_usd
 from gateway.tokens.models import Token
 
 BillingMode = Literal["per_second", "per_call"]
 INT32_MAX = 2**31 - 1
+# USD as the API reads it: a plain decimal string (or a JSON number written as one), at most
+# MAX_USD; the admin API and the command line read amounts only through this.
+Usd = Annotated[
+    Decimal,
+    BeforeValidator(parse_usd),
+    WithJsonSchema({
+        "anyOf": [{"type": "string", "pattern": f"^{PLAIN_DECIMAL}$"},
+                  {"type": "number", "minimum": 0, "maximum": float(MAX_USD)}],
+        "description": f"USD, a plain decimal with at most 6 decimals; at most {MAX_USD}.",
+    }),
+]
 
 
 def _epoch(value: object) -> object:
@@ -45,7 +64,7 @@ class TokenCreate(_Input):
     name: str = Field(min_length=1, max_length=200)
     group: str = Field(min_length=1)
     billing_mode: BillingMode = "per_second"
-    balance_usd: Decimal = Field(Decimal(0), ge=0, max_digits=18, decimal_places=6)
+    balance_usd: Usd = Decimal(0)
     models: list[str] = Field(default_factory=list)
     expires_at: float | None = None
     rpm: int | None = Field(None, ge=1, le=INT32_MAX)
@@ -68,7 +87,7 @@ class TokenUpdate(_Input):
 
 
 class TopUp(_Input):
-    amount_usd: Decimal = Field(gt=0, max_digits=18, decimal_places=6)
+    amount_usd: Annotated[Usd, Field(gt=0)]
     note: str | None = Field(None, max_length=500)
 
 

@@ -35,6 +35,24 @@ class TokenService:
                 param="group",
             )
 
+    def _check_billing(self, group: str, billing_mode: str, *, param: str) -> None:
+        """A token its group cannot bill would be refused every create: refuse it here."""
+        config = self.settings.groups.get(group)
+        if config is None:
+            raise InvalidRequest(f"The token's group '{group}' is no longer configured; "
+                                 "move the token to a configured group.", param="group")
+        if billing_mode not in config.billing_modes:
+            raise InvalidRequest(
+                f"Group '{group}' does not allow {billing_mode} billing; it allows "
+                f"{', '.join(config.billing_modes)}.", param=param)
+
+    def _check_change(self, token: Token, values: dict[str, object]) -> None:
+        """The group and billing mode a change leaves the token with must go together."""
+        if "group" in values or "billing_mode" in values:
+            self._check_billing(str(values.get("group", token.group)),
+                                str(values.get("billing_mode", token.billing_mode)),
+                                param="billing_mode" if "billing_mode" in values else "group")
+
     def _check_models(self, models: list[str] | None) -> None:
         unknown = sorted(set(models or []) - self.settings.known_models)
         if unknown:
@@ -42,6 +60,7 @@ class TokenService:
 
     async def create(self, spec: TokenCreate) -> tuple[Token, str]:
         self._check_group(spec.group)
+        self._check_billing(spec.group, spec.billing_mode, param="billing_mode")
         self._check_models(spec.models)
         plaintext = generate_token()
         at = now()
@@ -57,7 +76,8 @@ class TokenService:
             await session.flush()
             amount = usd_to_micros(spec.balance_usd)
             if amount:
-                await ledger.topup(session, token.id, amount, "initial balance")
+                await ledger.topup(session, token.id, amount, "initial balance",
+                                   param="balance_usd")
         return await self.get(token.id), plaintext
 
     async def get(self, token_id: str) -> Token:
@@ -90,6 +110,7 @@ class TokenService:
             token = await TokenRepository(session).get(token_id)
             if token is None:
                 raise NotFound(f"No token with id '{token_id}'.", param="token_id")
+            self._check_change(token, values)
             for name, value in values.items():
                 setattr(token, name, value)
         return await self._changed(token_id)
@@ -107,7 +128,7 @@ class TokenService:
         _known_shape(token_id)
         async with self.ctx.sessions() as session, session.begin():
             if not await ledger.topup(session, token_id, usd_to_micros(spec.amount_usd),
-                                      spec.note):
+                                      spec.note, param="amount_usd"):
                 raise NotFound(f"No token with id '{token_id}'.", param="token_id")
         return await self._changed(token_id)
 

@@ -183,9 +183,13 @@ def parse_model(fields: dict[str, Any], settings: Settings) -> str:
 
 def parse_seconds(fields: dict[str, Any], settings: Settings, model: str,
                   default: str | None = DEFAULT_SECONDS) -> int:
-    raw = _text(fields, "seconds", default)
+    raw = fields.get("seconds", default)
     offered = settings.seconds_for(model)
-    if raw is None or not raw.isdigit() or int(raw) not in offered:
+    if isinstance(raw, int) and not isinstance(raw, bool):  # a JSON number
+        raw = str(raw)
+    # Only the exact text of an offered length: Python reads "04", " 4" and Arabic-Indic or
+    # full-width digits as 4 too, and a length that only looks like one is not one.
+    if not isinstance(raw, str) or raw not in {str(length) for length in offered}:
         raise InvalidRequest(
             f"'seconds' must be one of {', '.join(map(str, offered))} for model '{model}'.",
             param="seconds",

@@ -1,9 +1,20 @@
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Double, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, BigId
+from gateway.ledger.pricing import MAX_MICROS
 
 # Internal states: "submitting" is a job persisted (money held) before its upstream call.
 UNFINISHED = ("submitting", "queued", "in_progress")
@@ -16,6 +27,8 @@ class Job(Base):
         Index("ix_jobs_token_id_seq", "token_id", "seq"),
         Index("ix_jobs_status_polled_at", "status", "polled_at"),
         Index("uq_jobs_token_id_idempotency_key", "token_id", "idempotency_key", unique=True),
+        CheckConstraint(f"price_micros >= 0 AND price_micros <= {MAX_MICROS}",
+                        name="price_within_bound"),
     )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
