@@ -12,9 +12,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.ledger.pricing import MAX_USD
+from gateway.ledger.sizes import parse_size
 
 BillingMode = Literal["per_second", "per_call"]
-Flavor = Literal["openai", "compat"]
+Flavor = Literal["openai", "compat", "ark", "dashscope", "kling", "gemini", "minimax", "vidu"]
 
 DEFAULT_SECONDS = [4, 8, 12]
 # A job's length is stored as a 32-bit integer; a day is far past any model's longest video.
@@ -119,8 +120,21 @@ class UpstreamConfig(_Strict):
 
 
 class PricingConfig(_Strict):
+    # USD per second by model and size; a size key is exact (1280x720, 1280*720) or a tier
+    # (720p), and a requested size matches its tier by its short side.
     per_second: dict[str, dict[str, Price]] = Field(default_factory=dict)
     per_call: dict[str, Price] = Field(default_factory=dict)
+    # USD per second added when the job generates sound: a priced dimension, not a free switch.
+    audio_per_second: dict[str, Price] = Field(default_factory=dict)
+
+    @field_validator("per_second")
+    @classmethod
+    def _sizes(cls, value: dict[str, dict[str, Price]]) -> dict[str, dict[str, Price]]:
+        for model, sizes in value.items():
+            for size in sizes:
+                if parse_size(size) is None:
+                    raise ValueError(f"{model}.{size}: a size is WxH, W*H or a tier like 720p")
+        return value
 
 
 class Settings(_Strict):
@@ -179,6 +193,11 @@ class Settings(_Strict):
                              f"pricing.per_second.{model}.{size} x {longest} s x {factor}")
             for model, usd in self.pricing.per_call.items():
                 _bounded(usd * group.multiplier, f"pricing.per_call.{model} x {factor}")
+            for model, usd in self.pricing.audio_per_second.items():
+                longest = max(self.seconds_for(model))
+                top = max(self.pricing.per_second.get(model, {}).values(), default=Decimal(0))
+                _bounded((usd + top) * longest * group.multiplier,
+                         f"pricing.audio_per_second.{model} x {longest} s x {factor}")
 
     @property
     def known_models(self) -> set[str]:

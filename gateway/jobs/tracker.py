@@ -18,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.cache import SingleFlight
 from gateway.config import Settings
 from gateway.db import now, transact
+from gateway.errors import InvalidRequest
 from gateway.jobs.transition import JobState, Transition, decide
 from gateway.ledger import service as ledger
+from gateway.ledger.pricing import price_micros
 from gateway.metrics import POLL_FAILURES, record_settlement
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams.outcome import Completed, PollOutcome, Unreachable
@@ -153,7 +155,25 @@ class JobTracker:
         return not isinstance(outcome, Unreachable)
 
     def decide(self, job: Job, outcome: PollOutcome, at: float) -> Transition | None:
-        return decide(state_of(job, at, self.settings.jobs.max_age_s), outcome)
+        return decide(state_of(job, at, self.settings.jobs.max_age_s), outcome,
+                      rendered_micros=self.rendered_price(job, outcome))
+
+    def rendered_price(self, job: Job, outcome: PollOutcome) -> int | None:
+        """The price of what a completed job says it rendered, when it says (else None)."""
+        if not isinstance(outcome, Completed) or (outcome.seconds is None
+                                                  and outcome.size is None):
+            return None
+        try:
+            return price_micros(self.settings, group=job.group, billing_mode=job.billing_mode,
+                                model=job.model, size=outcome.size or job.size,
+                                seconds=job.seconds if outcome.seconds is None
+                                else outcome.seconds,
+                                audio=bool(job.audio) if outcome.audio is None
+                                else outcome.audio and bool(job.audio))
+        except InvalidRequest:
+            # What it rendered has no price of its own (a size not in the table): the hold,
+            # the price of what was asked, is what is captured.
+            return None
 
     async def _fetch(self, job: Job) -> PollOutcome | None:
         """The upstream's view of a leased job; None when the job was ended here instead."""
@@ -198,9 +218,11 @@ class JobTracker:
             values.update(completed_at=at, error_code=transition.error_code,
                           error_message=transition.error_message,
                           upstream_error=getattr(outcome, "raw", None))
-        kind = transition.money.kind if transition.money else None
+        money = transition.money
+        kind = money.kind if money else None
         note = transition.error_code if kind == "refund" else None
-        if not await self._record(job, values, kind, note=note):
+        charged = money.charged if money and kind == "capture" else None
+        if not await self._record(job, values, kind, note=note, charged=charged):
             return
         self.on_changed(job.id)
         if transition.ends:
@@ -225,17 +247,23 @@ class JobTracker:
         return True
 
     async def _record(self, job: Job, values: dict[str, object], kind: str | None, *,
-                      note: str | None) -> bool:
+                      note: str | None, charged: int | None = None) -> bool:
         """Write what became of an unfinished job and, if it ended, settle its hold: one
         transaction. False if the job had already ended (whoever ended it settled it)."""
         def write(conn: Connection) -> bool | None:
             if not job_rows.update_unfinished(conn, job.id, values):
                 return None
-            return kind is not None and ledger.settle(conn, job, kind, note=note)
+            return kind is not None and ledger.settle(conn, job, kind, note=note,
+                                                      charged=charged)
 
         settled = await transact(self.engine, write)
         if settled:
-            record_settlement(str(kind), job.price_micros)
+            taken = job.price_micros if charged is None else charged
+            if kind == "capture" and taken < job.price_micros:
+                record_settlement("capture", taken)
+                record_settlement("refund", job.price_micros - taken)
+            else:
+                record_settlement(str(kind), job.price_micros)
         return settled is not None
 
     async def _release(self, job: Job) -> None:

@@ -8,9 +8,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 from gateway.errors import InvalidRequest
+from gateway.ledger.sizes import parse_size, rate_for
 
 if TYPE_CHECKING:
-    from gateway.config import Settings
+    from gateway.config import PricingConfig, Settings
 
 MICROS_PER_USD = 1_000_000
 # The most any amount may be (a top-up, an opening balance, a job's price, a ledger entry) and
@@ -57,15 +58,28 @@ def micros_to_usd(micros: int) -> str:
 
 
 def price_micros(settings: Settings, *, group: str, billing_mode: str, model: str, size: str,
-                 seconds: int) -> int:
-    # Every price this can compute is within MAX_MICROS: the config is refused otherwise.
-    multiplier = settings.groups[group].multiplier
+                 seconds: int | float, audio: bool = False,
+                 pricing: PricingConfig | None = None) -> int:
+    """The price of a job: per call, or per second at its size's rate (plus sound, if made).
+
+    ``pricing`` is another table of the same shape (what an upstream charges the operator);
+    the group's multiplier applies to the customer's price only.
+    """
+    table = pricing or settings.pricing
+    multiplier = settings.groups[group].multiplier if pricing is None else Decimal(1)
     if billing_mode == "per_call":
-        per_call = settings.pricing.per_call.get(model)
+        per_call = table.per_call.get(model)
         if per_call is None:
             raise InvalidRequest(f"Model '{model}' is not offered per call.", param="model")
         return usd_to_micros(per_call * multiplier)
-    per_size = settings.pricing.per_second.get(model, {})
-    if size not in per_size:
+    parsed = parse_size(size)
+    rate = rate_for(table.per_second.get(model, {}), parsed) if parsed else None
+    if rate is None:
         raise InvalidRequest(f"Size '{size}' is not offered for model '{model}'.", param="size")
-    return usd_to_micros(per_size[size] * seconds * multiplier)
+    if audio:
+        sound = table.audio_per_second.get(model)
+        if sound is None:
+            raise InvalidRequest(f"Model '{model}' does not offer generated audio.",
+                                 param="metadata")
+        rate += sound
+    return usd_to_micros(rate * Decimal(str(seconds)) * multiplier)

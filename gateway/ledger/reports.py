@@ -146,6 +146,8 @@ def _count(row: UsageRow, job: Any) -> None:
         row.failed += 1
     if job.kind in CHARGED:
         row.charged_micros += job.amount_micros
+        # A capture of what was rendered gave the rest of the hold back beside it.
+        row.refunded_micros += job.price_micros - job.amount_micros
     elif job.kind in REFUNDED:
         row.refunded_micros += job.amount_micros
     else:

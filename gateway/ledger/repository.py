@@ -70,10 +70,9 @@ def claim_settlement(conn: Connection, job_id: str, kind: str) -> bool:
     return conn.execute(CLAIM_SETTLEMENT, {"job": job_id, "outcome": kind}).rowcount == 1
 
 
-def unhold(conn: Connection, token_id: str, amount: int, *, back_to_balance: bool) -> None:
-    """Release a job's held money: back to the balance, or out of the token as charged."""
-    conn.execute(UNHOLD, {"token": token_id, "amount": amount,
-                          "back": amount if back_to_balance else 0})
+def unhold(conn: Connection, token_id: str, amount: int, *, back: int) -> None:
+    """Release ``amount`` of held money, ``back`` of it to the balance, the rest charged."""
+    conn.execute(UNHOLD, {"token": token_id, "amount": amount, "back": back})
 
 
 def append(conn: Connection, **values: object) -> None:

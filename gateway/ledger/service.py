@@ -39,14 +39,28 @@ def hold(conn: Connection, token_id: str, job_id: str, amount: int) -> None:
                       amount_micros=amount, created_at=now())
 
 
-def settle(conn: Connection, job: Job, kind: str, note: str | None = None) -> bool:
-    """Capture, refund or release a job's hold; False when it was already settled."""
+def settle(conn: Connection, job: Job, kind: str, note: str | None = None, *,
+           charged: int | None = None) -> bool:
+    """Capture, refund or release a job's hold; False when it was already settled.
+
+    A capture of less than the hold (``charged``: the price of what was rendered) gives the
+    rest back in the same transaction, as a refund entry of its own beside the capture.
+    """
     if not repository.claim_settlement(conn, job.id, kind):
         return False
-    repository.unhold(conn, job.token_id, job.price_micros, back_to_balance=SETTLEMENTS[kind])
+    hold = job.price_micros
+    taken = hold if kind == "capture" else 0
+    if kind == "capture" and charged is not None:
+        taken = max(0, min(charged, hold))
+    back = hold if SETTLEMENTS[kind] else hold - taken
+    repository.unhold(conn, job.token_id, hold, back=back)
+    at = now()
     repository.append(conn, token_id=job.token_id, job_id=job.id, kind=kind,
-                      amount_micros=job.price_micros, settles_job_id=job.id, note=note,
-                      created_at=now())
+                      amount_micros=hold if kind != "capture" else taken,
+                      settles_job_id=job.id, note=note, created_at=at)
+    if kind == "capture" and taken < hold:
+        repository.append(conn, token_id=job.token_id, job_id=job.id, kind="refund",
+                          amount_micros=hold - taken, note="not rendered", created_at=at)
     return True
 
 

@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from fastapi import Request
@@ -16,6 +17,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from gateway.config import Settings
 from gateway.errors import InvalidRequest
+from gateway.ledger.sizes import offered as offered_size
 from gateway.upstreams.base import ImageFile, VideoUpload
 from gateway.videos.media import check_image, probe_video
 
@@ -24,6 +26,7 @@ DEFAULT_SECONDS = "4"
 DEFAULT_SIZE = "720x1280"
 # Sizes a model accepts when it is priced only per call (no per-second table lists them).
 STANDARD_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+MAX_SIZE_CHARS = 20  # the stored column's length
 MAX_FIELDS = 50
 # Deeper than any field of this API nests, shallow enough that nothing recursing over a parsed
 # body (the checks here, the database driver, an upstream's encoder) runs out of stack.
@@ -198,9 +201,12 @@ def parse_seconds(fields: dict[str, Any], settings: Settings, model: str,
 
 
 def parse_size(fields: dict[str, Any], settings: Settings, model: str) -> str:
+    """The size as the client wrote it (``WxH``, ``W*H`` or a tier), if the model offers it."""
     size = _text(fields, "size", DEFAULT_SIZE) or DEFAULT_SIZE
-    offered = settings.sizes_for(model) or list(STANDARD_SIZES)
-    if size not in offered:
+    table = settings.pricing.per_second.get(model)
+    offered = list(table) if table else list(STANDARD_SIZES)
+    rates = table or dict.fromkeys(STANDARD_SIZES, Decimal(0))
+    if len(size) > MAX_SIZE_CHARS or offered_size(rates, size) is None:
         raise InvalidRequest(
             f"Size '{size}' is not offered for model '{model}'; choose one of "
             f"{', '.join(offered)}.",

@@ -13,6 +13,7 @@ from PIL import Image
 from pymediainfo import MediaInfo
 
 from gateway.errors import InvalidRequest
+from gateway.ledger.sizes import parse_size
 
 IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 # Pixels an image may declare before a byte of it is decoded: well above the largest size a
@@ -27,7 +28,7 @@ _UNDECODABLE = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 
 def check_image(data: bytes, size: str, *, param: str = "input_reference") -> str:
     """Decode an image whole, its pixel count bounded first; return its real content type."""
-    width, height = (int(part) for part in size.split("x"))
+    wanted = parse_size(size)
     try:
         with Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS)) as image:
             kind, (got_width, got_height) = image.format, image.size
@@ -35,7 +36,9 @@ def check_image(data: bytes, size: str, *, param: str = "input_reference") -> st
                 raise InvalidRequest(
                     f"'{param}' declares {got_width}x{got_height} pixels, more than the "
                     f"{MAX_IMAGE_PIXELS // 1_000_000} MP an image may have.", param=param)
-            if (got_width, got_height) != (width, height):
+            # A tier (720p) names no aspect: vendors frame any image to it.
+            if (wanted is not None and wanted.exact
+                    and (got_width, got_height) != (wanted.width, wanted.height)):
                 raise InvalidRequest(
                     f"'{param}' is {got_width}x{got_height} pixels; it must match size {size}.",
                     param=param)

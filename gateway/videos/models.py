@@ -3,6 +3,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Double,
     ForeignKey,
@@ -62,6 +63,8 @@ class Job(Base):
     extra: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
     # What the job's flavor needs to poll it later (e.g. Kling's task kind), as it said.
     poll_state: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    # Whether the client asked for generated sound (priced by pricing.audio_per_second).
+    audio: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # sha256 of the request the key was first sent with (route and parsed parameters).
     idempotency_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
@@ -34,10 +34,12 @@ from gateway.tokens.crypto import is_id, new_id
 from gateway.tokens.models import Token
 from gateway.upstreams.base import DeriveRequest, VideoUpload
 from gateway.upstreams.flavor import (
+    AUDIO,
     CREATE,
     EDIT,
     EXTEND,
     IMAGE,
+    PRICED_FIELDS,
     REMIX,
     CreateRequest,
     Derivations,
@@ -83,12 +85,15 @@ class VideoService:
     async def create(self, fields: dict[str, Any], idempotency_key: str | None) -> Job:
         params = await parse_create(fields, self.settings)
         self._authorize(params.model)
-        price = self._price(params.model, params.size, params.seconds)
         request = _create_request(params)
-        needs = frozenset({CREATE, IMAGE} if request.image else {CREATE})
+        needs = frozenset({CREATE} | ({IMAGE} if request.image else set())
+                          | ({AUDIO} if request.audio else set()))
         self._servable(params.model, needs)
+        self._vet_metadata(params.model, request.metadata)
+        price = self._price(params.model, params.size, params.seconds, audio=request.audio)
         job = self._new_job(params.model, params.size, params.seconds, params.prompt, price,
-                            idempotency=idem.for_create(idempotency_key, params))
+                            idempotency=idem.for_create(idempotency_key, params),
+                            audio=request.audio)
 
         def submit() -> Awaitable[tuple[Placement, Submitted]]:
             return self.ctx.pool.submit(
@@ -189,6 +194,18 @@ class VideoService:
         if not pool.serves(group, model, needs):
             raise InvalidRequest(_unsupported(model, needs), param=_param_of(needs))
 
+    def _vet_metadata(self, model: str, metadata: Mapping[str, object]) -> None:
+        """Refuse metadata that would set what the price depends on, before any hold: no
+        client may make a job cost more upstream than it was charged."""
+        priced = set(PRICED_FIELDS)
+        for upstream in self.ctx.pool.eligible(self.token.group, model):
+            priced |= self.ctx.pool.flavor(upstream.name).priced_fields
+        named = sorted(key for key in metadata if key.lower() in priced)
+        if named:
+            raise InvalidRequest(
+                f"'metadata' may not set {', '.join(repr(k) for k in named)}: the price depends "
+                "on it; use the request's own model, size and seconds.", param="metadata")
+
     def _source_can(self, source: Job, capability: str, done: str) -> None:
         assert source.upstream is not None
         if capability not in self.ctx.pool.flavor(source.upstream).capabilities:
@@ -208,18 +225,19 @@ class VideoService:
         if any(models is not None and model not in models for models in allowed):
             raise PermissionDenied(f"This token may not use model '{model}'.", param="model")
 
-    def _price(self, model: str, size: str, seconds: int) -> int:
+    def _price(self, model: str, size: str, seconds: int, *, audio: bool = False) -> int:
         return price_micros(self.settings, group=self.token.group,
                             billing_mode=self.token.billing_mode, model=model, size=size,
-                            seconds=seconds)
+                            seconds=seconds, audio=audio)
 
     def _new_job(self, model: str, size: str, seconds: int, prompt: str, price: int, *,
                  idempotency: Idempotency | None, kind: str = "create",
-                 remixed_from: str | None = None) -> Job:
+                 remixed_from: str | None = None, audio: bool = False) -> Job:
         at = now()
         return Job(
             id=new_id("video"), token_id=self.token.id, group=self.token.group,
             billing_mode=self.token.billing_mode, kind=kind, model=model, size=size,
+            audio=audio or None,
             seconds=seconds, prompt=prompt, remixed_from_video_id=remixed_from,
             price_micros=price, status="submitting", progress=0,
             idempotency_key=idempotency.key if idempotency else None,
@@ -431,12 +449,25 @@ def _check_rate(conn: Connection, token_id: str, rpm: int) -> None:
         raise RateLimited(f"This token is limited to {rpm} jobs per minute.", retry_after=wait)
 
 
+AUDIO_SWITCHES = ("audio", "generate_audio")
+
+
 def _create_request(params: CreateParams) -> CreateRequest:
     size = parse_dimensions(params.size)
     assert size is not None  # parse_create accepted it
+    metadata = dict(json.loads(params.metadata)) if params.metadata else {}
     return CreateRequest(model=params.model, prompt=params.prompt, seconds=params.seconds,
                          size=size, size_text=params.size, image=_image(params),
-                         metadata=json.loads(params.metadata) if params.metadata else {})
+                         metadata={k: v for k, v in metadata.items() if k not in AUDIO_SWITCHES},
+                         audio=_audio(metadata))
+
+
+def _audio(metadata: Mapping[str, object]) -> bool:
+    """Whether the client asked for generated sound (``metadata.audio``/``generate_audio``)."""
+    asked = [metadata[key] for key in AUDIO_SWITCHES if key in metadata]
+    if any(not isinstance(value, bool) for value in asked):
+        raise InvalidRequest("'metadata.audio' must be true or false.", param="metadata")
+    return any(asked)
 
 
 def _image(params: CreateParams) -> Image | None:
