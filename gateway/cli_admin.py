@@ -247,11 +247,11 @@ def usage(
         console.print_json(json.dumps(result.as_json()))
         return
     table = Table(group_by, "jobs", "completed", "failed", "seconds", "charged", "refunded",
-                  "held")
+                  "held", "cost", "margin")
     for row in [*result.rows, result.total()]:
-        data = row.public()
+        data = row.operator()
         label = f"{row.key} ({row.name})" if row.name else row.key
-        table.add_row(label, *(str(data[c]) for c in reports.USAGE_COLUMNS))
+        table.add_row(label, *(str(data[c]) for c in reports.OPERATOR_COLUMNS))
     console.print(table)
 
 

@@ -80,6 +80,24 @@ class GroupConfig(_Strict):
     models: list[str] | None = None
 
 
+class PricingConfig(_Strict):
+    # USD per second by model and size; a size key is exact (1280x720, 1280*720) or a tier
+    # (720p), and a requested size matches its tier by its short side.
+    per_second: dict[str, dict[str, Price]] = Field(default_factory=dict)
+    per_call: dict[str, Price] = Field(default_factory=dict)
+    # USD per second added when the job generates sound: a priced dimension, not a free switch.
+    audio_per_second: dict[str, Price] = Field(default_factory=dict)
+
+    @field_validator("per_second")
+    @classmethod
+    def _sizes(cls, value: dict[str, dict[str, Price]]) -> dict[str, dict[str, Price]]:
+        for model, sizes in value.items():
+            for size in sizes:
+                if parse_size(size) is None:
+                    raise ValueError(f"{model}.{size}: a size is WxH, W*H or a tier like 720p")
+        return value
+
+
 class UpstreamConfig(_Strict):
     name: str = Field(min_length=1)
     base_url: str
@@ -96,6 +114,9 @@ class UpstreamConfig(_Strict):
     # Consecutive create failures that take the upstream out of rotation, and for how long.
     breaker_failures: int = Field(5, ge=1)
     breaker_cooldown_s: float = Field(30.0, gt=0)
+    # What this upstream charges the operator, in the shape of ``pricing``: each capture records
+    # it beside the customer's charge, so usage reports show cost and margin.
+    cost: PricingConfig | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -117,24 +138,6 @@ class UpstreamConfig(_Strict):
 
     def upstream_model(self, model: str) -> str:
         return self.model_map.get(model, model)
-
-
-class PricingConfig(_Strict):
-    # USD per second by model and size; a size key is exact (1280x720, 1280*720) or a tier
-    # (720p), and a requested size matches its tier by its short side.
-    per_second: dict[str, dict[str, Price]] = Field(default_factory=dict)
-    per_call: dict[str, Price] = Field(default_factory=dict)
-    # USD per second added when the job generates sound: a priced dimension, not a free switch.
-    audio_per_second: dict[str, Price] = Field(default_factory=dict)
-
-    @field_validator("per_second")
-    @classmethod
-    def _sizes(cls, value: dict[str, dict[str, Price]]) -> dict[str, dict[str, Price]]:
-        for model, sizes in value.items():
-            for size in sizes:
-                if parse_size(size) is None:
-                    raise ValueError(f"{model}.{size}: a size is WxH, W*H or a tier like 720p")
-        return value
 
 
 class Settings(_Strict):

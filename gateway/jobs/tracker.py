@@ -21,7 +21,7 @@ from gateway.db import now, transact
 from gateway.errors import InvalidRequest
 from gateway.jobs.transition import JobState, Transition, decide
 from gateway.ledger import service as ledger
-from gateway.ledger.pricing import price_micros
+from gateway.ledger.pricing import cost_micros, price_micros
 from gateway.metrics import POLL_FAILURES, record_settlement
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams.outcome import Completed, PollOutcome, Unreachable
@@ -158,6 +158,16 @@ class JobTracker:
         return decide(state_of(job, at, self.settings.jobs.max_age_s), outcome,
                       rendered_micros=self.rendered_price(job, outcome))
 
+    def upstream_cost(self, job: Job, outcome: Completed) -> int | None:
+        """What the job's upstream charges the operator for what it rendered, if it says."""
+        config = self.pool.configs.get(job.upstream or "")
+        if config is None or config.cost is None:
+            return None
+        return cost_micros(self.settings, config.cost, model=job.upstream_model or job.model,
+                           size=outcome.size or job.size,
+                           seconds=job.seconds if outcome.seconds is None else outcome.seconds,
+                           audio=bool(job.audio))
+
     def rendered_price(self, job: Job, outcome: PollOutcome) -> int | None:
         """The price of what a completed job says it rendered, when it says (else None)."""
         if not isinstance(outcome, Completed) or (outcome.seconds is None
@@ -213,7 +223,8 @@ class JobTracker:
             video = outcome.asset("video")
             if video is not None and video.url:
                 values["content_url"] = video.url
-            values.update(completed_at=outcome.completed_at or at, expires_at=outcome.expires_at)
+            values.update(completed_at=outcome.completed_at or at, expires_at=outcome.expires_at,
+                          cost_micros=self.upstream_cost(job, outcome))
         elif transition.ends:
             values.update(completed_at=at, error_code=transition.error_code,
                           error_message=transition.error_message,

@@ -66,7 +66,7 @@ def price_micros(settings: Settings, *, group: str, billing_mode: str, model: st
     the group's multiplier applies to the customer's price only.
     """
     table = pricing or settings.pricing
-    multiplier = settings.groups[group].multiplier if pricing is None else Decimal(1)
+    multiplier = Decimal(1) if pricing is not None else settings.groups[group].multiplier
     if billing_mode == "per_call":
         per_call = table.per_call.get(model)
         if per_call is None:
@@ -83,3 +83,16 @@ def price_micros(settings: Settings, *, group: str, billing_mode: str, model: st
                                  param="metadata")
         rate += sound
     return usd_to_micros(rate * Decimal(str(seconds)) * multiplier)
+
+
+def cost_micros(settings: Settings, cost: PricingConfig, *, model: str, size: str,
+                seconds: int | float, audio: bool) -> int | None:
+    """What an upstream's own price table says a job cost the operator, if it prices it:
+    per second when it has a per-second rate for the model, else per call."""
+    mode = "per_second" if model in cost.per_second else "per_call"
+    try:
+        return price_micros(settings, group="", billing_mode=mode, model=model, size=size,
+                            seconds=seconds, audio=audio and model in cost.audio_per_second,
+                            pricing=cost)
+    except InvalidRequest:
+        return None

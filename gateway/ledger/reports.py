@@ -22,6 +22,8 @@ GroupBy = Literal["token", "group", "model", "upstream", "day"]
 GROUP_BY: tuple[GroupBy, ...] = ("token", "group", "model", "upstream", "day")
 USAGE_COLUMNS = ("jobs", "completed", "failed", "seconds", "charged_usd", "refunded_usd",
                  "held_usd")
+# What only the operator sees: what upstreams charged for the completed jobs, and the margin.
+OPERATOR_COLUMNS = (*USAGE_COLUMNS, "cost_usd", "margin_usd")
 
 # The one definition of each money figure, read by usage (and so /v1/me and the console) and
 # by the reconciliation alike. Charged: holds a completed job captured. Refunded: holds given
@@ -65,12 +67,24 @@ class UsageRow:
     charged_micros: int = 0
     refunded_micros: int = 0
     held_micros: int = 0
+    # Upstream cost of completed jobs whose upstream has a cost table, and their charges.
+    cost_micros: int = 0
+    costed_charged_micros: int = 0
 
     def public(self) -> dict[str, Any]:
+        """The row as a token holder may see it."""
         row = asdict(self)
         for figure in ("charged", "refunded", "held"):
             row[f"{figure}_usd"] = micros_to_usd(row.pop(f"{figure}_micros"))
+        row.pop("cost_micros")
+        row.pop("costed_charged_micros")
         return row
+
+    def operator(self) -> dict[str, Any]:
+        """The row with what upstreams cost and the margin over them (charges of jobs whose
+        cost is known, less that cost)."""
+        return {**self.public(), "cost_usd": micros_to_usd(self.cost_micros),
+                "margin_usd": micros_to_usd(self.costed_charged_micros - self.cost_micros)}
 
 
 @dataclass
@@ -82,21 +96,23 @@ class Usage:
         total = UsageRow(key="total")
         for row in self.rows:
             for name in ("jobs", "completed", "failed", "seconds", "charged_micros",
-                         "refunded_micros", "held_micros"):
+                         "refunded_micros", "held_micros", "cost_micros",
+                         "costed_charged_micros"):
                 setattr(total, name, getattr(total, name) + getattr(row, name))
         return total
 
     def as_json(self) -> dict[str, Any]:
         return {"object": "usage", "group_by": self.group_by,
-                "data": [row.public() for row in self.rows], "total": self.total().public()}
+                "data": [row.operator() for row in self.rows],
+                "total": self.total().operator()}
 
     def as_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow([self.group_by, "name", *USAGE_COLUMNS])
+        writer.writerow([self.group_by, "name", *OPERATOR_COLUMNS])
         for row in self.rows:
-            data = row.public()
-            writer.writerow([row.key, row.name or "", *(data[c] for c in USAGE_COLUMNS)])
+            data = row.operator()
+            writer.writerow([row.key, row.name or "", *(data[c] for c in OPERATOR_COLUMNS)])
         return out.getvalue()
 
 
@@ -117,7 +133,8 @@ async def usage(session: AsyncSession, *, group_by: GroupBy, since: float | None
                              param="group_by")
     query = (
         select(Job.token_id, Job.group, Job.model, Job.upstream, Job.created_at, Job.status,
-               Job.seconds, Job.price_micros, LedgerEntry.kind, LedgerEntry.amount_micros,
+               Job.seconds, Job.price_micros, Job.cost_micros, LedgerEntry.kind,
+               LedgerEntry.amount_micros,
                Token.name)
         .join(Token, Token.id == Job.token_id)
         .outerjoin(LedgerEntry, LedgerEntry.settles_job_id == Job.id)
@@ -146,6 +163,9 @@ def _count(row: UsageRow, job: Any) -> None:
         row.failed += 1
     if job.kind in CHARGED:
         row.charged_micros += job.amount_micros
+        if job.cost_micros is not None:
+            row.cost_micros += job.cost_micros
+            row.costed_charged_micros += job.amount_micros
         # A capture of what was rendered gave the rest of the hold back beside it.
         row.refunded_micros += job.price_micros - job.amount_micros
     elif job.kind in REFUNDED:

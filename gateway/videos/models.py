@@ -65,6 +65,8 @@ class Job(Base):
     poll_state: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     # Whether the client asked for generated sound (priced by pricing.audio_per_second).
     audio: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # What the upstream charged the operator for a completed job (its ``cost`` table), if known.
+    cost_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # sha256 of the request the key was first sent with (route and parsed parameters).
     idempotency_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)

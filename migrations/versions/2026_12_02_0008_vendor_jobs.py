@@ -1,4 +1,4 @@
-"""what a vendor flavor needs to poll a job later
+"""what a vendor flavor needs to poll a job later, whether it makes sound, what it cost
 
 Revision ID: 0008
 Revises: 0006
@@ -20,9 +20,11 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("poll_state", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("audio", sa.Boolean(), nullable=True))
+        batch_op.add_column(sa.Column("cost_micros", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("cost_micros")
         batch_op.drop_column("audio")
         batch_op.drop_column("poll_state")

@@ -281,7 +281,8 @@ function usageRow(row, tag = "td") {
   return el("tr", { dataset: { key: row.key } }, make(row.key, "mono"), make(row.name),
     make(row.jobs, "num"), make(row.completed, "num"), make(row.failed, "num"),
     make(row.seconds, "num"), make(row.charged_usd, "num charged"),
-    make(row.refunded_usd, "num refunded"), make(row.held_usd, "num held"));
+    make(row.refunded_usd, "num refunded"), make(row.held_usd, "num held"),
+    make(row.cost_usd, "num cost"), make(row.margin_usd, "num margin"));
 }
 
 async function loadUsage() {
