@@ -30,8 +30,9 @@ from gateway.upstreams.transport import UpstreamClient
 USER_AGENT = f"video-gateway/{__version__}"
 
 # Statuses that mean "our side is misconfigured or the upstream is down": the client's request
-# is not at fault, so creates fail over and nothing of the answer is passed on.
-NOT_CLIENTS_FAULT = frozenset({401, 403, 404, 405, 408, 409, 429})
+# is not at fault, so creates fail over and nothing of the answer is passed on. 402 is the
+# operator's account at the upstream running dry, not the client's.
+NOT_CLIENTS_FAULT = frozenset({401, 402, 403, 404, 405, 408, 409, 429})
 
 # A vendor's error body -> (message, code, param), all raw; ``public`` sanitizes them.
 ErrorReader = Callable[[Any], tuple[str | None, str | None, str | None]]

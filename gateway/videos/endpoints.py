@@ -10,7 +10,7 @@ from starlette.responses import StreamingResponse
 from gateway.tokens.auth import Context, GatewayToken
 from gateway.videos.characters import CharacterOut, CharacterService
 from gateway.videos.content import stream_content
-from gateway.videos.inputs import read_body
+from gateway.videos.inputs import parse_create, read_body
 from gateway.videos.models import Job
 from gateway.videos.schemas import (
     CHARACTER_BODY,
@@ -43,8 +43,8 @@ def _job(job: Job, ctx: Context) -> Response:
 @router.post("", response_model=Video, openapi_extra=CREATE_BODY)
 async def create_video(request: Request, ctx: Context, token: GatewayToken,
                        idempotency_key: IdempotencyKey = None) -> Response:
-    fields = await read_body(request)
-    return _job(await VideoService(ctx, token).create(fields, idempotency_key), ctx)
+    params = await parse_create(await read_body(request), ctx.settings)
+    return _job(await VideoService(ctx, token).create(params, idempotency_key), ctx)
 
 
 @router.post("/edits", response_model=Video, openapi_extra=DERIVE_BODY)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -28,23 +27,16 @@ from gateway.errors import (
 from gateway.jobs.tracker import DELETED
 from gateway.ledger import service as ledger
 from gateway.ledger.pricing import price_micros
-from gateway.ledger.sizes import parse_size as parse_dimensions
 from gateway.metrics import HOLDS, record_settlement
 from gateway.tokens.crypto import is_id, new_id
 from gateway.tokens.models import Token
 from gateway.upstreams.base import DeriveRequest, VideoUpload
 from gateway.upstreams.flavor import (
-    AUDIO,
-    CREATE,
     EDIT,
     EXTEND,
-    IMAGE,
     PRICED_FIELDS,
     REMIX,
-    CreateRequest,
-    Derivations,
     Flavor,
-    Image,
     Submitted,
 )
 from gateway.upstreams.outcome import Running
@@ -54,7 +46,6 @@ from gateway.videos import repository as job_rows
 from gateway.videos.idempotency import Idempotency
 from gateway.videos.inputs import (
     CreateParams,
-    parse_create,
     parse_model,
     parse_prompt,
     parse_seconds,
@@ -65,6 +56,7 @@ from gateway.videos.inputs import (
 from gateway.videos.media import billed_seconds
 from gateway.videos.models import UNFINISHED, Job, replace_job
 from gateway.videos.repository import JobRepository
+from gateway.videos.requests import derivations, needs_of, unsupported, vendor_request
 from gateway.videos.schemas import Video, public_status
 
 log = logging.getLogger("gateway.videos")
@@ -82,12 +74,15 @@ class VideoService:
         self.token = token
 
     # -- create and remix --------------------------------------------------------------------
-    async def create(self, fields: dict[str, Any], idempotency_key: str | None) -> Job:
-        params = await parse_create(fields, self.settings)
+    async def create(self, params: CreateParams, idempotency_key: str | None) -> Job:
+        """Hold the price of a parsed create, persist the job and hand it to an upstream.
+
+        The one way a job is started from a prompt: the create route and the chat facade
+        both come through here.
+        """
         self._authorize(params.model)
-        request = _create_request(params)
-        needs = frozenset({CREATE} | ({IMAGE} if request.image else set())
-                          | ({AUDIO} if request.audio else set()))
+        request = vendor_request(params)
+        needs = needs_of(request)
         self._servable(params.model, needs)
         self._vet_metadata(params.model, request.metadata)
         price = self._price(params.model, params.size, params.seconds, audio=request.audio)
@@ -122,7 +117,7 @@ class VideoService:
         self._source_can(source, REMIX, "remixed")
 
         def remix(flavor: Flavor, placement: Placement) -> Awaitable[Submitted]:
-            return _derivations(flavor).remix(upstream_id, prompt, placement.key)
+            return derivations(flavor).remix(upstream_id, prompt, placement.key)
 
         def submit() -> Awaitable[tuple[Placement, Submitted]]:
             return self.ctx.pool.at(upstream, source.upstream_key_index, remix)
@@ -162,7 +157,7 @@ class VideoService:
 
         def call(flavor: Flavor, placement: Placement) -> Awaitable[Submitted]:
             upstream_model = placement.upstream.upstream_model(model)
-            return _derivations(flavor).derive(
+            return derivations(flavor).derive(
                 replace(request, model=request.model and upstream_model), placement.key)
 
         def submit() -> Awaitable[tuple[Placement, Submitted]]:
@@ -192,7 +187,7 @@ class VideoService:
         if not pool.serves(group, model):
             raise NoUpstream(f"No upstream serves model '{model}' for this token.")
         if not pool.serves(group, model, needs):
-            raise InvalidRequest(_unsupported(model, needs), param=_param_of(needs))
+            raise unsupported(model, needs)
 
     def _vet_metadata(self, model: str, metadata: Mapping[str, object]) -> None:
         """Refuse metadata that would set what the price depends on, before any hold: no
@@ -447,52 +442,3 @@ def _check_rate(conn: Connection, token_id: str, rpm: int) -> None:
     if count >= rpm:
         wait = math.ceil((oldest or at) + RATE_WINDOW_S - at)
         raise RateLimited(f"This token is limited to {rpm} jobs per minute.", retry_after=wait)
-
-
-AUDIO_SWITCHES = ("audio", "generate_audio")
-
-
-def _create_request(params: CreateParams) -> CreateRequest:
-    size = parse_dimensions(params.size)
-    assert size is not None  # parse_create accepted it
-    metadata = dict(json.loads(params.metadata)) if params.metadata else {}
-    return CreateRequest(model=params.model, prompt=params.prompt, seconds=params.seconds,
-                         size=size, size_text=params.size, image=_image(params),
-                         metadata={k: v for k, v in metadata.items() if k not in AUDIO_SWITCHES},
-                         audio=_audio(metadata))
-
-
-def _audio(metadata: Mapping[str, object]) -> bool:
-    """Whether the client asked for generated sound (``metadata.audio``/``generate_audio``)."""
-    asked = [metadata[key] for key in AUDIO_SWITCHES if key in metadata]
-    if any(not isinstance(value, bool) for value in asked):
-        raise InvalidRequest("'metadata.audio' must be true or false.", param="metadata")
-    return any(asked)
-
-
-def _image(params: CreateParams) -> Image | None:
-    if params.image is not None:
-        return Image(data=params.image.data, content_type=params.image.content_type,
-                     filename=params.image.filename)
-    reference = params.image_reference or {}
-    if reference.get("file_id"):
-        return Image(file_id=reference["file_id"])
-    if reference.get("image_url"):
-        return Image(url=reference["image_url"])
-    return None
-
-
-def _derivations(flavor: Flavor) -> Derivations:
-    # Callers checked the capability first; only OpenAI-format flavors declare these.
-    return cast(Derivations, flavor)
-
-
-def _unsupported(model: str, needs: frozenset[str]) -> str:
-    if IMAGE in needs:
-        return f"No provider of model '{model}' for this token takes an input_reference image."
-    what = "edit" if EDIT in needs else "extend"
-    return f"No provider of model '{model}' for this token can {what} videos."
-
-
-def _param_of(needs: frozenset[str]) -> str:
-    return "input_reference" if IMAGE in needs else "video"
