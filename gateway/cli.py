@@ -40,14 +40,21 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     migrate: Annotated[bool, typer.Option(help="Apply database migrations at start.")] = True,
     with_simulator: Annotated[bool, typer.Option(
-        help="Also run the bundled simulator, started before the gateway and stopped with it."),
+        help="Also run a simulator for every upstream the config points at this machine, in "
+             "its flavor, started before the gateway and stopped with it."),
     ] = False,
-    simulator_port: Annotated[int, typer.Option(help="Port of --with-simulator.")] = 9100,
+    simulator_port: Annotated[int | None, typer.Option(
+        help="Run only an openai-flavor simulator, on this port.")] = None,
 ) -> None:
     """Run the gateway."""
     from gateway.logs import configure_logging
     from gateway.server import run
-    from gateway.simulator_child import SimulatorFailed, simulator_child
+    from gateway.simulator_child import (
+        SimulatorFailed,
+        SimulatorSpec,
+        loopback_simulators,
+        simulator_children,
+    )
 
     settings = load(config, host=host, port=port)
     _require_admin_token(settings)
@@ -55,7 +62,9 @@ def serve(
     if migrate:
         _migrate(settings)
     try:
-        with simulator_child(simulator_port) if with_simulator else nullcontext():
+        specs = ([SimulatorSpec(simulator_port)] if simulator_port is not None
+                 else loopback_simulators(settings.upstreams))
+        with simulator_children(specs) if with_simulator else nullcontext():
             run(settings, workers=workers, config_file=config_path(config))
     except SimulatorFailed as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

@@ -10,9 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from types import FrameType
+from urllib.parse import urlsplit
+
+from gateway.config import UpstreamConfig
 
 HOST = "127.0.0.1"
 
@@ -35,14 +39,44 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+@dataclass(frozen=True)
+class SimulatorSpec:
+    port: int
+    flavor: str = "openai"
+    keys: tuple[str, ...] = ()
+
+
+def loopback_simulators(upstreams: Iterable[UpstreamConfig]) -> list[SimulatorSpec]:
+    """One simulator for each upstream the config points at this machine, in its flavor,
+    accepting its keys (Kling's simulator checks the JWTs they sign)."""
+    specs: dict[int, SimulatorSpec] = {}
+    for upstream in upstreams:
+        parts = urlsplit(upstream.base_url)
+        if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+            specs.setdefault(parts.port, SimulatorSpec(parts.port, upstream.flavor,
+                                                       tuple(upstream.keys)))
+    return list(specs.values())
+
+
 @contextmanager
-def simulator_child(port: int, timeout_s: float = 15.0) -> Iterator[subprocess.Popen[bytes]]:
+def simulator_children(specs: Iterable[SimulatorSpec]) -> Iterator[None]:
+    with ExitStack() as stack:
+        for spec in specs:
+            stack.enter_context(simulator_child(spec.port, flavor=spec.flavor, keys=spec.keys))
+        yield
+
+
+@contextmanager
+def simulator_child(port: int, timeout_s: float = 15.0, *, flavor: str = "openai",
+                    keys: tuple[str, ...] = ()) -> Iterator[subprocess.Popen[bytes]]:
     """Run `gateway simulate` on ``port`` for as long as the block runs, however it ends."""
     if _listening(port):
         raise SimulatorFailed(f"port {port} is already in use; stop what listens there or "
                               "pass --simulator-port")
+    accepted = [arg for key in keys for arg in ("--api-key", key)]
     child = subprocess.Popen([sys.executable, "-m", "gateway.cli", "simulate", "--host", HOST,
-                              "--port", str(port), "--exit-with-parent"])
+                              "--port", str(port), "--flavor", flavor, *accepted,
+                              "--exit-with-parent"])
     previous = {sig: signal.signal(sig, _exit_on_signal) for sig in (signal.SIGTERM,
                                                                     signal.SIGINT)}
     try:
@@ -51,7 +85,7 @@ def simulator_child(port: int, timeout_s: float = 15.0) -> Iterator[subprocess.P
             if child.poll() is not None or time.monotonic() > deadline:
                 raise SimulatorFailed(f"the simulator did not start on port {port}")
             time.sleep(0.05)
-        log.info("bundled simulator running", extra={"url": f"http://{HOST}:{port}/v1"})
+        log.info("bundled simulator running", extra={"port": port, "flavor": flavor})
         yield child
     finally:
         for sig, handler in previous.items():

@@ -186,8 +186,11 @@ def parse_model(fields: dict[str, Any], settings: Settings) -> str:
 
 def parse_seconds(fields: dict[str, Any], settings: Settings, model: str,
                   default: str | None = DEFAULT_SECONDS) -> int:
-    raw = fields.get("seconds", default)
     offered = settings.seconds_for(model)
+    if default is not None and int(default) not in offered:
+        # OpenAI's 4 s is not every model's: the shortest it renders, sent to it explicitly.
+        default = str(min(offered))
+    raw = fields.get("seconds", default)
     if isinstance(raw, int) and not isinstance(raw, bool):  # a JSON number
         raw = str(raw)
     # Only the exact text of an offered length: Python reads "04", " 4" and Arabic-Indic or
@@ -202,10 +205,12 @@ def parse_seconds(fields: dict[str, Any], settings: Settings, model: str,
 
 def parse_size(fields: dict[str, Any], settings: Settings, model: str) -> str:
     """The size as the client wrote it (``WxH``, ``W*H`` or a tier), if the model offers it."""
-    size = _text(fields, "size", DEFAULT_SIZE) or DEFAULT_SIZE
     table = settings.pricing.per_second.get(model)
     offered = list(table) if table else list(STANDARD_SIZES)
     rates = table or dict.fromkeys(STANDARD_SIZES, Decimal(0))
+    # OpenAI's default, unless the model does not offer it (a 1080p-only vendor model).
+    default = DEFAULT_SIZE if offered_size(rates, DEFAULT_SIZE) else offered[0]
+    size = _text(fields, "size", default) or default
     if len(size) > MAX_SIZE_CHARS or offered_size(rates, size) is None:
         raise InvalidRequest(
             f"Size '{size}' is not offered for model '{model}'; choose one of "
