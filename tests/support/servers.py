@@ -143,6 +143,13 @@ class Simulator:
     def job(self, upstream_id: str) -> dict[str, Any]:
         return self.stats()["jobs"][upstream_id]  # type: ignore[no-any-return]
 
+    def job_for(self, prompt: str) -> tuple[str, dict[str, Any]]:
+        """The one upstream job whose prompt contains ``prompt``: its id and summary."""
+        found = [(job_id, job) for job_id, job in self.stats()["jobs"].items()
+                 if prompt in str(job.get("prompt"))]
+        assert len(found) == 1, f"{len(found)} upstream jobs have prompt {prompt!r}"
+        return found[0]
+
     def faults(self, create_status: int | None, count: int = 1) -> None:
         httpx.post(f"{self.url}/_sim/faults",
                    json={"create_status": create_status, "count": count}).raise_for_status()
