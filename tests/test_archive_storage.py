@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -353,6 +355,24 @@ class TestS3Store:
 
         with pytest.raises(StorageError, match="s3 put"):
             run(ArchiveConfig(backend="s3", s3=config), scenario)
+
+    def test_a_server_that_stops_answering_is_a_storage_error_not_a_hang(self) -> None:
+        with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+            port = silent.getsockname()[1]
+            config = S3Config(endpoint_url=f"http://127.0.0.1:{port}", bucket="silent",
+                              access_key="a", secret_key="b")
+
+            async def scenario() -> None:
+                store = S3Store(config, timeout_s=1.0)
+                try:
+                    await store.put("vid_1/video", stream(data_of(PART_SIZE)), "video/mp4")
+                finally:
+                    await store.aclose()
+
+            began = time.monotonic()
+            with pytest.raises(StorageError, match="TimeoutError"):
+                asyncio.run(scenario())
+        assert time.monotonic() - began < 10
 
     def test_a_part_smaller_than_s3_allows_is_refused(self, s3_server: S3Server) -> None:
         with pytest.raises(ValueError, match="part_size"):

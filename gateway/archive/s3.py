@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import io
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any, NoReturn
 
@@ -45,6 +45,8 @@ from gateway.archive.storage import (
 PART_SIZE = 8 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4's own limit
+# One request, retries included: an 8 MiB part at 100 KiB/s, or a server-side copy of a video.
+REQUEST_TIMEOUT_S = 300.0
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _MISSING = {"NoSuchKey", "NotFound", "404"}
 _FOREIGN = (ClientError, BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
@@ -56,12 +58,17 @@ def _code(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-@contextlib.contextmanager
-def _translated(operation: str, key: str) -> Iterator[None]:
-    """The S3 client's exceptions as the seam's own; the message keeps the S3 error code only
-    (never the endpoint, the bucket or a signature)."""
+@contextlib.asynccontextmanager
+async def _call(operation: str, key: str, timeout_s: float) -> AsyncIterator[None]:
+    """One S3 request, bounded in time, its exceptions the seam's own.
+
+    The bound matters: a server that stops reading a request body or answering would hold
+    the caller for minutes at least, through the client's socket timeouts and retries. The
+    message keeps the S3 error code only (never the endpoint, the bucket or a signature).
+    """
     try:
-        yield
+        async with asyncio.timeout(timeout_s):
+            yield
     except _FOREIGN as exc:
         if _code(exc) in _MISSING:
             raise BlobNotFound(key) from exc
@@ -96,7 +103,7 @@ def _hash(hasher: Any, part: io.BytesIO) -> int:
 
 class S3Store:
     def __init__(self, config: S3Config, *, part_size: int = PART_SIZE,
-                 chunk_size: int = CHUNK_SIZE) -> None:
+                 chunk_size: int = CHUNK_SIZE, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE}")
         self.config = config
@@ -104,6 +111,7 @@ class S3Store:
         self.prefix = config.prefix
         self.part_size = part_size
         self.chunk_size = chunk_size
+        self.timeout_s = timeout_s
         self._stack = AsyncExitStack()
         self._client: Any = None
         self._lock = asyncio.Lock()
@@ -131,6 +139,10 @@ class S3Store:
             self._client = None
             await self._stack.aclose()
 
+    def call(self, operation: str, key: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """The bounds and the translation every request of this store goes through."""
+        return _call(operation, key, self.timeout_s)
+
     def _name(self, key: str) -> str:
         return self.prefix + check_key(key)
 
@@ -145,14 +157,14 @@ class S3Store:
         if last:
             self._check_length(key, expected_size, size)
             digest = hasher.hexdigest()
-            with _translated("put", key):
+            async with self.call("put", key):
                 await s3.put_object(Bucket=self.bucket, Key=name, Body=first,
                                     ContentType=content_type, Metadata={"sha256": digest})
             return Stored(key=key, size=size, sha256=digest)
-        with _translated("put", key):
+        async with self.call("put", key):
             created = await s3.create_multipart_upload(Bucket=self.bucket, Key=name,
                                                        ContentType=content_type)
-        upload = _Multipart(s3, self.bucket, name, key, created["UploadId"])
+        upload = _Multipart(self, s3, name, key, created["UploadId"])
         try:
             size += await upload.send(first, parts, hasher)
             self._check_length(key, expected_size, size)
@@ -172,7 +184,7 @@ class S3Store:
     async def stat(self, key: str) -> BlobInfo | None:
         s3 = await self._s3()
         try:
-            with _translated("stat", key):
+            async with self.call("stat", key):
                 head = await s3.head_object(Bucket=self.bucket, Key=self._name(key))
         except BlobNotFound:
             return None
@@ -183,7 +195,7 @@ class S3Store:
         s3, name = await self._s3(), self._name(key)
         ranged = {"Range": byte_range.header()} if byte_range else {}
         try:
-            with _translated("get", key):
+            async with self.call("get", key):
                 response = await s3.get_object(Bucket=self.bucket, Key=name, **ranged)
         except StorageError as exc:
             if _code(exc.__cause__ or exc) == "InvalidRange":
@@ -210,7 +222,7 @@ class S3Store:
     async def _chunks(self, key: str, body: Any, length: int) -> AsyncIterator[bytes]:
         received = 0
         while True:
-            with _translated("read", key):
+            async with self.call("read", key):
                 chunk = await body.read(self.chunk_size)
             if not chunk:
                 break
@@ -221,24 +233,28 @@ class S3Store:
 
     async def delete(self, key: str) -> None:
         s3 = await self._s3()
-        with _translated("delete", key):
+        async with self.call("delete", key):
             await s3.delete_object(Bucket=self.bucket, Key=self._name(key))
 
     async def list_blobs(self, prefix: str = "") -> AsyncIterator[BlobEntry]:
         s3 = await self._s3()
         pages = s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.prefix + prefix)
-        with _translated("list", prefix):
-            async for page in pages:
-                for item in page.get("Contents", []):
-                    yield BlobEntry(key=item["Key"][len(self.prefix):], size=item["Size"],
-                                    last_modified=item["LastModified"])
+        pages = aiter(pages)
+        while True:
+            async with self.call("list", prefix):
+                page = await anext(pages, None)
+            if page is None:
+                return
+            for item in page.get("Contents", []):
+                yield BlobEntry(key=item["Key"][len(self.prefix):], size=item["Size"],
+                                last_modified=item["LastModified"])
 
     async def presign(self, key: str, expires_s: int) -> str | None:
         if not 1 <= expires_s <= MAX_PRESIGN_S:
             raise ValueError(f"expires_s must be within 1..{MAX_PRESIGN_S}")
         s3 = await self._s3()
-        with _translated("presign", key):
+        async with self.call("presign", key):
             url: str = await s3.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": self._name(key)},
                 ExpiresIn=expires_s)
@@ -248,9 +264,10 @@ class S3Store:
 class _Multipart:
     """One multipart upload, from its first part to its completed object or its abort."""
 
-    def __init__(self, s3: Any, bucket: str, name: str, key: str, upload_id: str) -> None:
-        self.s3, self.bucket, self.name, self.key = s3, bucket, name, key
-        self.ids = {"Bucket": bucket, "Key": name, "UploadId": upload_id}
+    def __init__(self, store: S3Store, s3: Any, name: str, key: str, upload_id: str) -> None:
+        self.s3, self.bucket, self.name, self.key = s3, store.bucket, name, key
+        self.call = store.call
+        self.ids = {"Bucket": store.bucket, "Key": name, "UploadId": upload_id}
         self.done: list[dict[str, Any]] = []
         self.completed = False
 
@@ -274,18 +291,18 @@ class _Multipart:
         return size
 
     async def _part(self, number: int, data: io.BytesIO) -> None:
-        with _translated("put", self.key):
+        async with self.call("put", self.key):
             answer = await self.s3.upload_part(PartNumber=number, Body=data, **self.ids)
         self.done.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     async def complete(self) -> None:
-        with _translated("put", self.key):
+        async with self.call("put", self.key):
             await self.s3.complete_multipart_upload(MultipartUpload={"Parts": self.done},
                                                     **self.ids)
         self.completed = True
 
     async def set_metadata(self, content_type: str, metadata: dict[str, str]) -> None:
-        with _translated("put", self.key):
+        async with self.call("put", self.key):
             await self.s3.copy_object(
                 Bucket=self.bucket, Key=self.name, MetadataDirective="REPLACE",
                 CopySource={"Bucket": self.bucket, "Key": self.name},
@@ -293,8 +310,12 @@ class _Multipart:
 
     async def abandon(self) -> None:
         """Best effort: an upload that cannot be aborted now is the bucket lifecycle's to end."""
-        with contextlib.suppress(*_FOREIGN):
-            if self.completed:
-                await self.s3.delete_object(Bucket=self.bucket, Key=self.name)
-            else:
-                await self.s3.abort_multipart_upload(**self.ids)
+        with contextlib.suppress(StorageError):
+            async with self.call("abort", self.key):
+                await self._undo()
+
+    async def _undo(self) -> None:
+        if self.completed:
+            await self.s3.delete_object(Bucket=self.bucket, Key=self.name)
+        else:
+            await self.s3.abort_multipart_upload(**self.ids)

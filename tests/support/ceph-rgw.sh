@@ -59,6 +59,9 @@ osd memory target = 939524096
 rgw frontends = beast endpoint=127.0.0.1:$PORT
 rgw data = $D/rgw.a
 rgw dns name = localhost
+# a deleted object's space comes back after seconds, not hours: the store lives in RAM
+rgw gc obj min wait = 5
+rgw gc processor period = 5
 # radosgw defaults ms_mon_client_mode to "secure", impossible with auth none
 ms mon client mode = crc secure
 EOF
