@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import socket
 import time
@@ -21,6 +22,7 @@ import pytest
 from gateway.archive import links
 from gateway.archive.config import ArchiveConfig, S3Config, open_store
 from gateway.archive.links import LinkVerdict
+from gateway.archive.local import STALE_PARTIAL_S, LocalStore
 from gateway.archive.s3 import PART_SIZE, S3Store
 from gateway.archive.storage import (
     BlobNotFound,
@@ -37,8 +39,9 @@ T = TypeVar("T")
 MiB = 1024 * 1024
 
 
-class SourceFailed(Exception):
-    """The upstream download breaking off, as the caller's own exception."""
+class SourceFailed(ConnectionResetError):
+    """The upstream download breaking off: the caller's own exception, and an OSError, which
+    the store must not mistake for one of its own."""
 
 
 def data_of(size: int, seed: int = 0) -> bytes:
@@ -258,6 +261,43 @@ class TestBlobStore:
 
         with pytest.raises(ValueError, match="content type"):
             run(archive, scenario)
+
+
+class TestLocalStore:
+    def test_the_bytes_lie_on_disk_as_a_plain_file(self, tmp_path: Path) -> None:
+        async def scenario(store: BlobStore) -> None:
+            await store.put("vid_1/video", stream(b"plain mp4"), "video/mp4")
+
+        run(ArchiveConfig(dir=str(tmp_path)), scenario)
+
+        assert (tmp_path / "data" / "vid_1" / "video").read_bytes() == b"plain mp4"
+
+    def test_a_writer_that_died_leaves_a_partial_that_the_next_start_drops(
+            self, tmp_path: Path) -> None:
+        LocalStore(tmp_path)
+        stale, fresh = tmp_path / "tmp" / "dead.part", tmp_path / "tmp" / "live.part"
+        stale.write_bytes(b"half")
+        fresh.write_bytes(b"half")
+        an_hour_and_more = time.time() - STALE_PARTIAL_S - 60
+        os.utime(stale, (an_hour_and_more, an_hour_and_more))
+
+        LocalStore(tmp_path)
+
+        assert not stale.exists()
+        assert fresh.exists()  # another process on the same directory may still be writing it
+
+    def test_a_symlink_out_of_the_archive_is_not_followed(self, tmp_path: Path) -> None:
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        LocalStore(tmp_path / "archive")
+        (tmp_path / "archive" / "data" / "vid_1").symlink_to(outside)
+
+        async def scenario(store: BlobStore) -> None:
+            await store.put("vid_1/video", stream(b"x"), "video/mp4")
+
+        with pytest.raises(StorageError, match="outside"):
+            run(ArchiveConfig(dir=str(tmp_path / "archive")), scenario)
+        assert list(outside.iterdir()) == []
 
 
 class TestS3Store:

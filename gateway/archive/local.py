@@ -133,30 +133,35 @@ class LocalStore:
         except OSError as exc:
             raise StorageError(f"put {key!r} failed: {exc.strerror}") from exc
         try:
-            size, digest = await self._fill(file, stream)
+            size, digest = await self._fill(key, file, stream)
             if expected_size is not None and size != expected_size:
                 raise LengthMismatch(key, expected_size, size)
             document = {"content_type": content_type, "size": size, "sha256": digest}
-            await _off_loop(self._commit, file, partial, data, meta, document)
-        except BaseException as exc:
+            await self._disk(key, self._commit, file, partial, data, meta, document)
+        except BaseException:
             await _off_loop(self._discard, file, partial)
-            if isinstance(exc, OSError):
-                raise StorageError(f"put {key!r} failed: {exc.strerror}") from exc
             raise
         return Stored(key=key, size=size, sha256=digest)
 
-    async def _fill(self, file: IO[bytes], stream: AsyncIterator[bytes]) -> tuple[int, str]:
+    async def _fill(self, key: str, file: IO[bytes], stream: AsyncIterator[bytes],
+                    ) -> tuple[int, str]:
         hasher, size, buffer = hashlib.sha256(), 0, bytearray()
-        async for chunk in stream:
+        async for chunk in stream:  # not translated: the caller's exceptions stay its own
             buffer += chunk
             if len(buffer) >= self.chunk_size:
-                await _off_loop(_write, file, hasher, bytes(buffer))
-                size += len(buffer)
-                buffer.clear()
+                await self._disk(key, _write, file, hasher, buffer)
+                size, buffer = size + len(buffer), bytearray()
         if buffer:
-            await _off_loop(_write, file, hasher, bytes(buffer))
+            await self._disk(key, _write, file, hasher, buffer)
             size += len(buffer)
         return size, hasher.hexdigest()
+
+    @staticmethod
+    async def _disk(key: str, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            await _off_loop(fn, *args)
+        except OSError as exc:
+            raise StorageError(f"put {key!r} failed: {exc.strerror}") from exc
 
     def _commit(self, file: IO[bytes], partial: Path, data: Path, meta: Path,
                 document: dict[str, Any]) -> None:
@@ -183,14 +188,16 @@ class LocalStore:
         try:
             document = json.loads(meta.read_text())
             stat = data.stat()
+            size, content_type, digest = (document["size"], document["content_type"],
+                                          document["sha256"])
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            raise StorageError(f"stat {key!r} failed: {exc}") from exc
-        if stat.st_size != document["size"]:
+        except (OSError, ValueError, LookupError, TypeError) as exc:
+            raise StorageError(f"stat {key!r} failed: unreadable metadata") from exc
+        if stat.st_size != size:
             return None  # a crash between the two renames of an overwrite
-        return BlobInfo(key=key, size=stat.st_size, content_type=document["content_type"],
-                        last_modified=_mtime(stat), sha256=document["sha256"])
+        return BlobInfo(key=key, size=size, content_type=content_type,
+                        last_modified=_mtime(stat), sha256=digest)
 
     async def stat(self, key: str) -> BlobInfo | None:
         data, meta = self._paths(key)

@@ -238,9 +238,8 @@ class S3Store:
 
     async def list_blobs(self, prefix: str = "") -> AsyncIterator[BlobEntry]:
         s3 = await self._s3()
-        pages = s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix + prefix)
-        pages = aiter(pages)
+        pages = aiter(s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix + prefix))
         while True:
             async with self.call("list", prefix):
                 page = await anext(pages, None)
