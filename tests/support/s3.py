@@ -63,6 +63,21 @@ class S3Server:
             client.close()
         return server
 
+    def drop_bucket(self) -> None:
+        """Empties and removes the bucket: what a run leaves on a server it did not start."""
+        client = self.client()
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+                for item in page.get("Contents", []):
+                    client.delete_object(Bucket=self.bucket, Key=item["Key"])
+            uploads = client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+            for upload in uploads:
+                client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                              UploadId=upload["UploadId"])
+            client.delete_bucket(Bucket=self.bucket)
+        finally:
+            client.close()
+
 
 def _from_url(url: str) -> S3Server:
     parts = urlsplit(url)
@@ -77,7 +92,11 @@ def running_s3_server() -> Iterator[S3Server]:
     """The server named by GATEWAY_TEST_S3_URL, or a cluster of our own for as long as the
     block runs (about 15 s to start)."""
     if url := os.environ.get("GATEWAY_TEST_S3_URL"):
-        yield _from_url(url).with_bucket()
+        server = _from_url(url).with_bucket()
+        try:
+            yield server
+        finally:
+            server.drop_bucket()
         return
     # A short path: Ceph's admin sockets live under it, and a socket path has 107 bytes.
     workdir = tempfile.mkdtemp(prefix="gw-ceph-")
