@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.s3 import s3_server  # noqa: F401  (a fixture, found by name)
 from tests.support.servers import (
     SDK_CLIENTS,
     Gateway,
