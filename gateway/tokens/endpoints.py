@@ -28,13 +28,17 @@ class LedgerEntryOut(BaseModel):
     kind: str
     amount_usd: str
     job_id: str | None
+    # True on the one entry that settled its job; a capture of less than the hold has a
+    # refund of the rest beside it, which does not.
+    settles: bool
     note: str | None
     created_at: int
 
     @classmethod
     def of(cls, entry: LedgerEntry) -> LedgerEntryOut:
         return cls(id=entry.id, kind=entry.kind, amount_usd=micros_to_usd(entry.amount_micros),
-                   job_id=entry.job_id, note=entry.note, created_at=int(entry.created_at))
+                   job_id=entry.job_id, settles=entry.settles_job_id is not None,
+                   note=entry.note, created_at=int(entry.created_at))
 
 
 class LedgerPage(BaseModel):

@@ -10,9 +10,13 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from gateway.upstreams.auth import Bearer
 from gateway.upstreams.flavor import ContentStream, CreateRequest
+from gateway.upstreams.http import UpstreamHTTP
 from gateway.upstreams.openai import VARIANTS, OpenAIFlavor
 from gateway.upstreams.outcome import Asset
+from gateway.upstreams.sanitize import UpstreamSecrets
+from gateway.upstreams.transport import UpstreamClient
 
 
 def _download_url(data: dict[str, Any]) -> str | None:
@@ -47,3 +51,9 @@ class CompatFlavor(OpenAIFlavor):
         headers = {"Range": range_header} if range_header else {}
         async with self.http.open(self.http.request("GET", url, None, headers=headers)) as stream:
             yield stream
+
+
+def make(name: str, base_url: str, client: UpstreamClient, timeout_s: float,
+         secrets: UpstreamSecrets | None = None) -> CompatFlavor:
+    return CompatFlavor(UpstreamHTTP(name, base_url, client, timeout_s, Bearer(),
+                                     secrets=secrets))

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from gateway.upstreams.auth import Bearer
 from gateway.upstreams.base import (
     Character,
     DeriveRequest,
@@ -33,6 +34,8 @@ from gateway.upstreams.flavor import (
 )
 from gateway.upstreams.http import UpstreamHTTP
 from gateway.upstreams.outcome import Asset, Completed, Failed, PollOutcome, Running, Unreachable
+from gateway.upstreams.sanitize import UpstreamSecrets
+from gateway.upstreams.transport import UpstreamClient
 
 # Every status word seen from OpenAI-format providers, folded onto four. Anything not listed
 # is treated as still running: only an explicit failure ends a job.
@@ -165,6 +168,12 @@ class OpenAIFlavor:
         created = data.get("created_at")
         return Character(id=str(data["id"]), name=data.get("name"),
                          created_at=int(created) if isinstance(created, int | float) else 0)
+
+
+def make(name: str, base_url: str, client: UpstreamClient, timeout_s: float,
+         secrets: UpstreamSecrets | None = None) -> OpenAIFlavor:
+    return OpenAIFlavor(UpstreamHTTP(name, base_url, client, timeout_s, Bearer(),
+                                     secrets=secrets))
 
 
 def _epoch(value: Any) -> float | None:

@@ -21,7 +21,7 @@ from gateway.upstreams.base import (
 )
 from gateway.upstreams.breaker import Breaker
 from gateway.upstreams.flavor import CREATE, Flavor
-from gateway.upstreams.registry import FLAVORS
+from gateway.upstreams.flavors import build
 from gateway.upstreams.sanitize import UpstreamSecrets
 from gateway.upstreams.transport import UpstreamClient
 
@@ -70,10 +70,9 @@ class UpstreamPool:
         self.configs = {upstream.name: upstream for upstream in settings.upstreams}
         self.clients = {upstream.name: _client(upstream) for upstream in settings.upstreams}
         self.flavors: dict[str, Flavor] = {
-            upstream.name: FLAVORS[upstream.flavor](
-                upstream.name, upstream.base_url, self.clients[upstream.name], upstream.timeout_s,
-                _secrets(upstream),
-            )
+            upstream.name: build(upstream.flavor, upstream.name, upstream.base_url,
+                                 self.clients[upstream.name], upstream.timeout_s,
+                                 _secrets(upstream))
             for upstream in settings.upstreams
         }
         self.breakers = {

@@ -322,7 +322,7 @@ class Gateway:
         for entry in self.ledger(token_id):
             totals[entry["kind"]] = totals.get(entry["kind"], Decimal(0)) + Decimal(
                 entry["amount_usd"])
-            if entry["kind"] in ("capture", "refund", "release"):
+            if entry["settles"]:
                 settled.append(entry["job_id"])
         assert len(settled) == len(set(settled)), f"a job was settled twice: {settled}"
         zero = Decimal(0)
