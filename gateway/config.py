@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.webhooks.config import WebhooksConfig
+
 BillingMode = Literal["per_second", "per_call"]
 Flavor = Literal["openai", "compat"]
 
@@ -120,6 +122,7 @@ class Settings(_Strict):
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     content_store: ContentStoreConfig = Field(default_factory=ContentStoreConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     groups: dict[str, GroupConfig] = Field(
         default_factory=lambda: {
             "default": GroupConfig(billing_modes=["per_second", "per_call"]),
