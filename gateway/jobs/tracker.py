@@ -25,6 +25,7 @@ from gateway.upstreams.pool import UpstreamPool
 from gateway.videos import repository as job_rows
 from gateway.videos.models import UNFINISHED, Job
 from gateway.videos.repository import JobRepository
+from gateway.webhooks import outbox
 
 log = logging.getLogger("gateway.jobs")
 
@@ -219,6 +220,7 @@ class JobTracker:
         def write(conn: Connection) -> bool | None:
             if not job_rows.update_unfinished(conn, job.id, values):
                 return None
+            outbox.job_ended(conn, job, values)
             return kind is not None and ledger.settle(conn, job, kind, note=note)
 
         settled = await transact(self.engine, write)
