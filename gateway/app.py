@@ -30,6 +30,8 @@ from gateway.upstreams.pool import UpstreamPool
 from gateway.videos.admin import router as admin_videos_router
 from gateway.videos.endpoints import router as videos_router
 from gateway.videos.store import ContentStore
+from gateway.webhooks.endpoints import router as webhooks_router
+from gateway.webhooks.worker import DeliveryWorker
 
 HASH_KEY = "token_hash_key"
 
@@ -97,12 +99,15 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
             app.state.ctx = ctx
             reconciler = Reconciler(ctx.tracker, ctx.store)
             app.state.reconciler = reconciler
+            webhooks = DeliveryWorker(settings.webhooks, ctx.sessions, ctx.instance_id)
             if run_reconciler:
                 reconciler.start()
+                webhooks.start()
             _freeze_startup_objects()
             try:
                 yield
             finally:
+                await webhooks.stop()
                 await reconciler.stop()
 
     app = FastAPI(title="Video Gateway", version=__version__, lifespan=lifespan,
@@ -110,7 +115,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_upload_bytes)
     for router in (videos_router, me_router, tokens_router, admin_videos_router, reports_router,
-                   console_router):
+                   webhooks_router, console_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(health_router)
     return app

@@ -10,6 +10,7 @@ import typer
 
 from gateway.cli_admin import ConfigOption, jobs_app, load, tokens_app, usage
 from gateway.config import Settings, config_path
+from gateway.webhooks.cli import webhooks_app
 
 app = typer.Typer(help="Video Gateway: OpenAI-compatible video generation gateway.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -106,6 +107,7 @@ def simulate(
 
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("usage")(usage)
 
 

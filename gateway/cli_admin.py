@@ -137,16 +137,25 @@ def tokens_create(
     rpm: Annotated[int | None, typer.Option(help="Creates per minute.")] = None,
     max_jobs: Annotated[int | None, typer.Option(help="Unfinished jobs at once.")] = None,
     expires_at: Annotated[str | None, typer.Option(help="ISO date or epoch.")] = None,
+    webhook_url: Annotated[str | None, typer.Option(help="Where job events are sent.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Issue a token; its secret is printed once, here, and never again."""
     spec = _validated(TokenCreate, name=name, group=group, billing_mode=billing_mode,
                       balance_usd=balance, models=model or [], rpm=rpm,
-                      max_concurrent_jobs=max_jobs, expires_at=expires_at)
+                      max_concurrent_jobs=max_jobs, expires_at=expires_at,
+                      webhook_url=webhook_url)
     token, plaintext = run(config, lambda ctx: TokenService(ctx).create(spec))
     console.print(_token_table([TokenOut.of(token)]))
     console.print(f"token: [bold]{plaintext}[/bold]  (shown once; store it now)",
                   highlight=False)
+    _print_webhook_secret(token.webhook_secret)
+
+
+def _print_webhook_secret(secret: str | None) -> None:
+    if secret:
+        console.print(f"webhook secret: [bold]{secret}[/bold]  (shown once; store it now)",
+                      highlight=False)
 
 
 @tokens_app.command("list")
@@ -193,13 +202,26 @@ def tokens_update(
     rpm: Annotated[int | None, typer.Option()] = None,
     max_jobs: Annotated[int | None, typer.Option()] = None,
     disabled: Annotated[bool | None, typer.Option("--disabled/--enabled")] = None,
+    webhook_url: Annotated[str | None, typer.Option(
+        help="Where job events are sent; an empty value removes it.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Change a token's settings."""
     change = _validated(TokenUpdate, name=name, group=group, billing_mode=billing_mode,
-                        models=model, rpm=rpm, max_concurrent_jobs=max_jobs, disabled=disabled)
-    token = run(config, lambda ctx: TokenService(ctx).update(token_id, change))
+                        models=model, rpm=rpm, max_concurrent_jobs=max_jobs, disabled=disabled,
+                        webhook_url=webhook_url)
+    if webhook_url == "":
+        change.webhook_url = None
+    token, webhook_secret = run(config, lambda ctx: TokenService(ctx).update(token_id, change))
     console.print(_token_table([TokenOut.of(token)]))
+    _print_webhook_secret(webhook_secret)
+
+
+@tokens_app.command("rotate-webhook-secret")
+def tokens_rotate_webhook_secret(token_id: str, config: ConfigOption = None) -> None:
+    """Give a token a new webhook secret; the old one keeps signing for the grace period."""
+    _, secret = run(config, lambda ctx: TokenService(ctx).rotate_webhook_secret(token_id))
+    _print_webhook_secret(secret)
 
 
 @tokens_app.command("topup")

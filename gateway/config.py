@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.ledger.pricing import MAX_USD
 from gateway.ledger.sizes import parse_size
+from gateway.webhooks.config import WebhooksConfig
 
 BillingMode = Literal["per_second", "per_call"]
 Flavor = Literal["openai", "compat", "ark", "dashscope", "kling", "gemini", "minimax", "vidu"]
@@ -159,6 +160,7 @@ class Settings(_Strict):
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     content_store: ContentStoreConfig = Field(default_factory=ContentStoreConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     groups: dict[str, GroupConfig] = Field(
         default_factory=lambda: {
             "default": GroupConfig(billing_modes=["per_second", "per_call"]),

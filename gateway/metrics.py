@@ -1,4 +1,4 @@
-"""Prometheus metrics: requests, upstream latency, jobs, money, reconciler lag."""
+"""Prometheus metrics: requests, upstream latency, jobs, money, reconciler lag, webhooks."""
 
 from __future__ import annotations
 
@@ -43,6 +43,17 @@ STORED_VIDEOS = Counter("gateway_stored_videos_total",
                         ["outcome"], registry=REGISTRY)
 POLL_FAILURES = Counter("gateway_poll_failures_total", "Upstream polls that failed.",
                         ["upstream"], registry=REGISTRY)
+WEBHOOK_DELIVERIES = Counter(
+    "gateway_webhook_deliveries_total",
+    "Webhook delivery attempts, by outcome: delivered, retried (a later try is scheduled) "
+    "or failed (given up).", ["outcome"], registry=REGISTRY)
+# The outbox is shared: every replica reports the same numbers (read them with max()).
+WEBHOOK_QUEUE = Gauge("gateway_webhook_queue_depth",
+                      "Webhook events neither delivered nor given up yet.", registry=REGISTRY)
+WEBHOOK_OLDEST_AGE = Gauge("gateway_webhook_oldest_undelivered_age_seconds",
+                           "Age of the oldest webhook event neither delivered nor given up.",
+                           registry=REGISTRY)
+
 
 @asynccontextmanager
 async def upstream_timer(upstream: str, operation: str) -> AsyncIterator[None]:

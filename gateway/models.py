@@ -4,5 +4,6 @@ from gateway.db import Base
 from gateway.ledger.models import LedgerEntry
 from gateway.tokens.models import Meta, Token
 from gateway.videos.models import Job, VideoCharacter
+from gateway.webhooks.models import WebhookDelivery
 
-__all__ = ["Base", "Job", "LedgerEntry", "Meta", "Token", "VideoCharacter"]
+__all__ = ["Base", "Job", "LedgerEntry", "Meta", "Token", "VideoCharacter", "WebhookDelivery"]

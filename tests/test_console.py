@@ -36,6 +36,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 CONTENT_SIZE = 4096
+WEBHOOK_URL = "https://93.184.215.14/hooks"
 ASSET_TYPES = {
     "index.html": "text/html; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
@@ -313,10 +314,15 @@ class TestConsoleTokens:
         expect(page.locator("#new-token")).to_be_hidden()
         assert plaintext not in page.content()
 
+        expect(row.locator(".webhook")).to_have_text("\u2013")  # the console's "none"
+        # A public address needs no DNS, and this token makes no job: nothing is sent to it.
+        with gateway.admin() as admin:
+            admin.patch(f"/admin/tokens/{token_id}", json={"webhook_url": WEBHOOK_URL})
         row.locator("[name=amount_usd]").fill("2.25")
         row.locator("[name=note]").fill("console top-up")
         row.get_by_role("button", name="Top up").click()
         expect(row.locator(".balance")).to_have_text("3.750000")
+        expect(row.locator(".webhook")).to_have_text(WEBHOOK_URL)
         assert gateway.token(token_id)["balance_usd"] == "3.750000"
         ledger = gateway.ledger(token_id)
         assert [(e["kind"], e["amount_usd"]) for e in ledger] == [

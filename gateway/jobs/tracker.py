@@ -29,6 +29,7 @@ from gateway.upstreams.pool import UpstreamPool
 from gateway.videos import repository as job_rows
 from gateway.videos.models import UNFINISHED, Job
 from gateway.videos.repository import JobRepository
+from gateway.webhooks import outbox
 
 log = logging.getLogger("gateway.jobs")
 
@@ -264,6 +265,7 @@ class JobTracker:
         def write(conn: Connection) -> bool | None:
             if not job_rows.update_unfinished(conn, job.id, values):
                 return None
+            outbox.job_ended(conn, job, values)
             return kind is not None and ledger.settle(conn, job, kind, note=note,
                                                       charged=charged)
 

@@ -50,7 +50,8 @@ class LedgerPage(BaseModel):
 @router.post("", status_code=201, response_model=TokenCreated)
 async def create_token(spec: TokenCreate, ctx: Context) -> TokenCreated:
     token, plaintext = await TokenService(ctx).create(spec)
-    return TokenCreated(**TokenOut.of(token).model_dump(), token=plaintext)
+    shown = TokenOut.of(token, webhook_secret=token.webhook_secret)
+    return TokenCreated(**shown.model_dump(), token=plaintext)
 
 
 @router.get("", response_model=TokenList)
@@ -65,7 +66,8 @@ async def show_token(token_id: str, ctx: Context) -> TokenOut:
 
 @router.patch("/{token_id}", response_model=TokenOut)
 async def update_token(token_id: str, change: TokenUpdate, ctx: Context) -> TokenOut:
-    return TokenOut.of(await TokenService(ctx).update(token_id, change))
+    token, webhook_secret = await TokenService(ctx).update(token_id, change)
+    return TokenOut.of(token, webhook_secret=webhook_secret)
 
 
 @router.delete("/{token_id}", response_model=TokenOut)
@@ -76,6 +78,12 @@ async def revoke_token(token_id: str, ctx: Context) -> TokenOut:
 @router.post("/{token_id}/topup", response_model=TokenOut)
 async def topup_token(token_id: str, spec: TopUp, ctx: Context) -> TokenOut:
     return TokenOut.of(await TokenService(ctx).topup(token_id, spec))
+
+
+@router.post("/{token_id}/webhook_secret", response_model=TokenOut)
+async def rotate_webhook_secret(token_id: str, ctx: Context) -> TokenOut:
+    token, webhook_secret = await TokenService(ctx).rotate_webhook_secret(token_id)
+    return TokenOut.of(token, webhook_secret=webhook_secret)
 
 
 @router.get("/{token_id}/ledger", response_model=LedgerPage)

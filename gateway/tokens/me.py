@@ -1,4 +1,4 @@
-"""Self-service for token holders: their own balance and usage, in two shapes.
+"""Self-service for token holders: their own balance, usage and webhook.
 
 ``/v1/me`` is the gateway's own; the two ``/v1/dashboard/billing`` routes answer the balance
 checks that clients written for one-api/new-api gateways make.
@@ -15,6 +15,7 @@ from gateway.ledger import reports
 from gateway.ledger.pricing import MICROS_PER_USD, micros_to_usd
 from gateway.tokens.auth import Context, GatewayToken
 from gateway.tokens.models import Token
+from gateway.tokens.schemas import TokenUpdate, WebhookUpdate
 from gateway.tokens.service import TokenService
 
 router = APIRouter(prefix="/v1", tags=["self-service"])
@@ -37,9 +38,7 @@ async def _fresh(ctx: Context, token: Token) -> Token:
     return await TokenService(ctx).get(token.id)
 
 
-@router.get("/me")
-async def me(ctx: Context, token: GatewayToken) -> dict[str, Any]:
-    token = await _fresh(ctx, token)
+async def _me(ctx: Context, token: Token, webhook_secret: str | None = None) -> dict[str, Any]:
     month = await _usage(ctx, token, _month_start())
     usage = month.public()
     usage.pop("key")
@@ -50,7 +49,30 @@ async def me(ctx: Context, token: GatewayToken) -> dict[str, Any]:
         "held_usd": micros_to_usd(token.held_micros), "models": list(token.models or []),
         "expires_at": int(token.expires_at) if token.expires_at else None,
         "usage_this_month": {"since": int(_month_start()), **usage},
+        "webhook_url": token.webhook_url,
+        # Shown in the one response that made it.
+        **({"webhook_secret": webhook_secret} if webhook_secret else {}),
     }
+
+
+@router.get("/me")
+async def me(ctx: Context, token: GatewayToken) -> dict[str, Any]:
+    return await _me(ctx, await _fresh(ctx, token))
+
+
+@router.patch("/me")
+async def update_me(change: WebhookUpdate, ctx: Context, token: GatewayToken) -> dict[str, Any]:
+    """Set or remove the token's webhook_url; a first URL answers with its secret."""
+    updated, webhook_secret = await TokenService(ctx).update(
+        token.id, TokenUpdate(**change.model_dump(exclude_unset=True)))
+    return await _me(ctx, updated, webhook_secret)
+
+
+@router.post("/me/webhook_secret")
+async def rotate_webhook_secret(ctx: Context, token: GatewayToken) -> dict[str, Any]:
+    """A new webhook secret, shown once; the old one keeps signing for the grace period."""
+    updated, webhook_secret = await TokenService(ctx).rotate_webhook_secret(token.id)
+    return await _me(ctx, updated, webhook_secret)
 
 
 @router.get("/dashboard/billing/subscription")

@@ -36,6 +36,12 @@ class Token(Base):
     max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[float] = mapped_column(Double)
     last_used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Kept in clear, unlike the token itself: the gateway signs every event with them. The
+    # previous secret signs too until webhooks.secret_grace_s after the rotation.
+    webhook_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    webhook_secret_previous: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    webhook_secret_rotated_at: Mapped[float | None] = mapped_column(Double, nullable=True)
 
 
 class Meta(Base):

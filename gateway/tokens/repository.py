@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.tokens.models import Meta, Token
@@ -25,6 +25,21 @@ class TokenRepository:
 
     def add(self, token: Token) -> None:
         self.session.add(token)
+
+    async def give_webhook_secret(self, token_id: str, secret: str) -> None:
+        """Give the token ``secret`` unless it has one; one statement, so two concurrent
+        first URLs cannot each hand out a secret of their own."""
+        await self.session.execute(
+            update(Token).where(Token.id == token_id)
+            .values(webhook_secret=func.coalesce(Token.webhook_secret, secret)))
+
+    async def rotate_webhook_secret(self, token_id: str, secret: str, at: float) -> bool:
+        """Make ``secret`` the token's; the one it replaces keeps signing for the grace."""
+        result = await self.session.execute(
+            update(Token).where(Token.id == token_id)
+            .values(webhook_secret=secret, webhook_secret_previous=Token.webhook_secret,
+                    webhook_secret_rotated_at=at))
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     async def touch(self, token_id: str, at: float) -> None:
         await self.session.execute(

@@ -69,6 +69,7 @@ class TokenCreate(_Input):
     expires_at: float | None = None
     rpm: int | None = Field(None, ge=1, le=INT32_MAX)
     max_concurrent_jobs: int | None = Field(None, ge=1, le=INT32_MAX)
+    webhook_url: str | None = None
 
     _expires = field_validator("expires_at", mode="before")(_epoch)
 
@@ -82,8 +83,16 @@ class TokenUpdate(_Input):
     disabled: bool | None = None
     rpm: int | None = Field(None, ge=1, le=INT32_MAX)
     max_concurrent_jobs: int | None = Field(None, ge=1, le=INT32_MAX)
+    # null removes the webhook; the secret stays, for a URL set again later.
+    webhook_url: str | None = None
 
     _expires = field_validator("expires_at", mode="before")(_epoch)
+
+
+class WebhookUpdate(_Input):
+    """What a token's holder may change of it (``PATCH /v1/me``)."""
+
+    webhook_url: str | None = None
 
 
 class TopUp(_Input):
@@ -113,9 +122,14 @@ class TokenOut(BaseModel):
     active_jobs: int
     created_at: int
     last_used_at: int | None
+    webhook_url: str | None
+    webhook_secret: str | None = Field(
+        None, exclude_if=lambda secret: secret is None,
+        description="Only in the response that made the secret (a first webhook_url, or a "
+                    "rotation): the gateway never shows it again.")
 
     @classmethod
-    def of(cls, token: Token) -> TokenOut:
+    def of(cls, token: Token, *, webhook_secret: str | None = None) -> TokenOut:
         return cls(
             id=token.id, name=token.name, group=token.group, billing_mode=token.billing_mode,
             key_hint=token.key_hint, balance_usd=micros_to_usd(token.balance_micros),
@@ -124,6 +138,7 @@ class TokenOut(BaseModel):
             revoked=token.revoked_at is not None, rpm=token.rpm,
             max_concurrent_jobs=token.max_concurrent_jobs, active_jobs=token.active_jobs,
             created_at=int(token.created_at), last_used_at=_int_or_none(token.last_used_at),
+            webhook_url=token.webhook_url, webhook_secret=webhook_secret,
         )
 
 

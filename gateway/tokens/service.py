@@ -15,6 +15,8 @@ from gateway.tokens.crypto import generate_token, hash_token, is_id, new_id, tok
 from gateway.tokens.models import Token
 from gateway.tokens.repository import TokenRepository
 from gateway.tokens.schemas import TokenCreate, TokenUpdate, TopUp
+from gateway.webhooks.safety import check_url
+from gateway.webhooks.signing import new_secret
 
 
 def _known_shape(token_id: str) -> None:
@@ -58,10 +60,18 @@ class TokenService:
         if unknown:
             raise InvalidRequest(f"Unknown models: {', '.join(unknown)}.", param="models")
 
+    async def _check_webhook_url(self, url: str | None) -> None:
+        """Refuse a URL the gateway would not send to (its form, where it resolves now)."""
+        if url is not None:
+            await check_url(url, self.settings.webhooks)
+
     async def create(self, spec: TokenCreate) -> tuple[Token, str]:
+        """A new token and its plaintext; a webhook_url gives it a secret too (new, so the
+        caller shows it once)."""
         self._check_group(spec.group)
         self._check_billing(spec.group, spec.billing_mode, param="billing_mode")
         self._check_models(spec.models)
+        await self._check_webhook_url(spec.webhook_url)
         plaintext = generate_token()
         at = now()
         token = Token(
@@ -70,6 +80,7 @@ class TokenService:
             key_hint=token_hint(plaintext), balance_micros=0, held_micros=0, active_jobs=0,
             models=spec.models, expires_at=spec.expires_at, disabled=False, rpm=spec.rpm,
             max_concurrent_jobs=spec.max_concurrent_jobs, created_at=at,
+            webhook_url=spec.webhook_url, webhook_secret=new_secret() if spec.webhook_url else None,
         )
         async with self.ctx.sessions() as session, session.begin():
             TokenRepository(session).add(token)
@@ -98,7 +109,8 @@ class TokenService:
         async with self.ctx.sessions() as session:
             return await TokenRepository(session).list()
 
-    async def update(self, token_id: str, change: TokenUpdate) -> Token:
+    async def update(self, token_id: str, change: TokenUpdate) -> tuple[Token, str | None]:
+        """The changed token, and its webhook secret if this change made one (a first URL)."""
         _known_shape(token_id)
         values = change.model_dump(exclude_unset=True)
         for name in ("name", "group", "billing_mode", "disabled", "models"):
@@ -106,14 +118,29 @@ class TokenService:
                 raise InvalidRequest(f"'{name}' cannot be null.", param=name)
         self._check_group(values.get("group"))
         self._check_models(values.get("models"))
+        await self._check_webhook_url(values.get("webhook_url"))
+        candidate = new_secret()
         async with self.ctx.sessions() as session, session.begin():
-            token = await TokenRepository(session).get(token_id)
+            repo = TokenRepository(session)
+            if values.get("webhook_url"):
+                await repo.give_webhook_secret(token_id, candidate)
+            token = await repo.get(token_id)
             if token is None:
                 raise NotFound(f"No token with id '{token_id}'.", param="token_id")
             self._check_change(token, values)
             for name, value in values.items():
                 setattr(token, name, value)
-        return await self._changed(token_id)
+        token = await self._changed(token_id)
+        return token, candidate if token.webhook_secret == candidate else None
+
+    async def rotate_webhook_secret(self, token_id: str) -> tuple[Token, str]:
+        """A new webhook secret; the one it replaces keeps signing for the grace period."""
+        _known_shape(token_id)
+        secret = new_secret()
+        async with self.ctx.sessions() as session, session.begin():
+            if not await TokenRepository(session).rotate_webhook_secret(token_id, secret, now()):
+                raise NotFound(f"No token with id '{token_id}'.", param="token_id")
+        return await self._changed(token_id), secret
 
     async def revoke(self, token_id: str) -> Token:
         _known_shape(token_id)

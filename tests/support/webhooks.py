@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from openai import OpenAI
+
 from gateway.webhooks.config import WebhooksConfig
 from gateway.webhooks.safety import Resolver, system_resolve
 from gateway.webhooks.sender import Attempt, deliver, webhook_client
@@ -97,6 +99,20 @@ class Receiver:
 
         return Handler
 
+    def wait(self, count: int, timeout: float = 15.0) -> list[Received]:
+        """The first ``count`` requests, once that many have come."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.received)} of {count} webhooks within {timeout}s")
+            time.sleep(0.02)
+        return self.received[:count]
+
+
+def unwrap(request: Received, secret: str) -> Any:
+    """The event, as a receiver running the openai SDK reads it (raises on a bad signature)."""
+    with OpenAI(api_key="unused", webhook_secret=secret) as client:
+        return client.webhooks.unwrap(request.body, request.headers)
 
 
 def send_once(url: str, body: bytes, secrets: list[str], config: WebhooksConfig, *,

@@ -180,6 +180,8 @@ async function loadTokens() {
       cell(token.id, "mono"), cell(token.name), cell(token.group), cell(token.billing_mode),
       cell(token.key_hint, "mono"), cell(token.balance_usd, "num balance"),
       cell(token.held_usd, "num held"), cell(token.active_jobs, "num"),
+      el("td", { class: "mono detail webhook", title: token.webhook_url || "" },
+        token.webhook_url || "–"),
       el("td", { class: `state ${status}` }, status),
       el("td", {}, live ? topupForm(token) : null),
       el("td", {}, live ? revokeButton(token) : null));
