@@ -258,7 +258,7 @@ def usage(
     async def action(ctx: AppContext) -> reports.Usage:
         async with ctx.sessions() as session:
             return await reports.usage(
-                session, group_by=group_by,  # type: ignore[arg-type]
+                session, group_by=group_by,
                 since=reports.parse_time(since, "from"), until=reports.parse_time(until, "to"))
 
     result = run(config, action)

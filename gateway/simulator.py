@@ -505,7 +505,7 @@ class _Simulator:
             size = len(await upload.read())
         character = {"id": f"char_{uuid.uuid4().hex}", "name": name,
                      "created_at": int(time.time())}
-        self.characters[character["id"]] = {**character, "video_bytes": size,
+        self.characters[str(character["id"])] = {**character, "video_bytes": size,
                                             "key": request.state.api_key}
         return JSONResponse(character)
 

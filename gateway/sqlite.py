@@ -43,8 +43,9 @@ class Cursor(aiosqlite.Cursor):
     _rows: list[Any] | None = None
 
     async def execute(self, sql: str, parameters: Any = None) -> Cursor:
-        self._rows = await self._conn._execute(_execute, self._cursor, sql,
-                                               () if parameters is None else parameters)
+        self._rows = await self._conn._execute(  # type: ignore[no-untyped-call]
+            _execute, self._cursor, sql,
+            () if parameters is None else parameters)
         return self
 
     async def fetchall(self) -> list[Any]:
@@ -91,7 +92,8 @@ class Connection(aiosqlite.Connection):
             if ran:
                 return result  # type: ignore[return-value]
         self._here_since_thread = 0
-        return await self._execute(self._transact, work)  # type: ignore[no-any-return]
+        return await self._execute(  # type: ignore[no-untyped-call,no-any-return]
+            self._transact, work)
 
     def _transact_here(self, work: Callable[[SyncConnection], T]) -> tuple[bool, T | None]:
         raw = self._conn
@@ -131,5 +133,5 @@ def connect(path: str, timeout_s: float) -> Connection:
         return sqlite3.connect(path, timeout=timeout_s, check_same_thread=False)
 
     connection = Connection(connector, iter_chunk_size=64)
-    connection.busy_timeout_ms = timeout_s * 1000
+    connection.busy_timeout_ms = int(timeout_s * 1000)
     return connection

@@ -129,7 +129,7 @@ class LocalStore:
         check_content_type(content_type)
         partial = self._tmp / f"{uuid.uuid4().hex}.part"
         try:
-            file = await _off_loop(open, partial, "xb")
+            file: IO[bytes] = await _off_loop(open, partial, "xb")
         except OSError as exc:
             raise StorageError(f"put {key!r} failed: {exc.strerror}") from exc
         try:

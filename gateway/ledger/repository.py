@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import BigInteger, Connection, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db import table_of
 from gateway.ledger.models import LedgerEntry
 from gateway.ledger.pricing import MAX_MICROS
 from gateway.tokens.models import Token
@@ -15,10 +16,10 @@ from gateway.videos.models import Job
 # The statements of every create, built once: a statement object remembers its cache key, so
 # running it again skips building the expression and looking up its compiled form by a new key.
 # They are row-level (Core) statements, without the ORM's bookkeeping.
-_tokens = Token.__table__.c
-_amount = bindparam("amount")
+_tokens = table_of(Token).c
+_amount = bindparam("amount", type_=BigInteger)
 HOLD = (
-    update(Token.__table__)
+    update(table_of(Token))
     .where(
         _tokens.id == bindparam("token"),
         _tokens.balance_micros >= _amount,
@@ -31,13 +32,13 @@ HOLD = (
         active_jobs=_tokens.active_jobs + 1,
     )
 )
-APPEND = insert(LedgerEntry.__table__)
-_jobs = Job.__table__.c
-CLAIM_SETTLEMENT = (update(Job.__table__)
+APPEND = insert(table_of(LedgerEntry))
+_jobs = table_of(Job).c
+CLAIM_SETTLEMENT = (update(table_of(Job))
                     .where(_jobs.id == bindparam("job"), _jobs.settlement.is_(None))
                     .values(settlement=bindparam("outcome")))
 UNHOLD = (
-    update(Token.__table__)
+    update(table_of(Token))
     .where(_tokens.id == bindparam("token"))
     .values(
         held_micros=_tokens.held_micros - _amount,

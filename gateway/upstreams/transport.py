@@ -98,7 +98,7 @@ class FlowControlledBackend(httpcore.AsyncNetworkBackend):
         sock: socket.socket | None = writer.get_extra_info("socket")
         if sock is not None:
             for option in socket_options or ():
-                sock.setsockopt(*option)  # type: ignore[arg-type]
+                sock.setsockopt(*option)
         return FlowControlledStream(reader, writer)
 
     async def sleep(self, seconds: float) -> None:

@@ -6,11 +6,12 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db import table_of
 from gateway.videos.models import UNFINISHED, Job
 
 # Writes here change rows, never loaded objects: they go through Core, without the ORM's
 # per-statement bookkeeping (jobs are handed around as detached copies).
-JOBS = Job.__table__
+JOBS = table_of(Job)
 # Built once (a statement object remembers its cache key); SET takes the parameters' columns.
 INSERT = insert(JOBS)
 UPDATE_SUBMITTING = update(JOBS).where(JOBS.c.id == bindparam("job"),

@@ -48,7 +48,7 @@ class Video(BaseModel):
                                message=job.error_message or "The video could not be generated.")
         return cls(
             id=job.id, model=job.model,
-            status=public_status(job.status),  # type: ignore[arg-type]
+            status=public_status(job.status),
             progress=job.progress, created_at=int(job.created_at),
             completed_at=_int(job.completed_at), expires_at=_int(job.expires_at),
             size=job.size, seconds=str(job.seconds), quality=job.quality, prompt=job.prompt,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from sqlalchemy import Connection, bindparam, insert, select
 
-from gateway.db import now
+from gateway.db import now, table_of
 from gateway.tokens.models import Token
 from gateway.videos.models import Job
 from gateway.webhooks.events import EventType, event_body, new_event_id
@@ -19,9 +19,9 @@ from gateway.webhooks.models import WebhookDelivery
 
 EVENT_OF_STATUS: dict[object, EventType] = {"completed": "video.completed",
                                             "failed": "video.failed"}
-_tokens = Token.__table__.c
+_tokens = table_of(Token).c
 WEBHOOK_URL = select(_tokens.webhook_url).where(_tokens.id == bindparam("token"))
-INSERT = insert(WebhookDelivery.__table__)
+INSERT = insert(table_of(WebhookDelivery))
 
 
 def event_for(job: Job, values: Mapping[str, object]) -> EventType | None:

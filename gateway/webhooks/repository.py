@@ -58,7 +58,10 @@ class DeliveryRepository:
             .join(Token, Token.id == Delivery.token_id)
             .where(Delivery.id.in_(ids), Delivery.lease_owner == owner,
                    Delivery.lease_until == until))
-        return [Claimed(*row) for row in rows.all()]
+        # Every row read back holds this claim's lease: its lease_until is ``until``.
+        return [Claimed(id_, body, attempts, first, until, url, secret, previous, rotated)
+                for id_, body, attempts, first, _lease, url, secret, previous, rotated
+                in rows.tuples().all()]
 
     async def record(self, claimed: Claimed, owner: str, **values: Any) -> bool:
         """Write an attempt's result and free the row; False if the lease was lost."""

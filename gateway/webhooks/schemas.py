@@ -37,7 +37,7 @@ class DeliveryOut(BaseModel):
     def of(cls, row: WebhookDelivery) -> DeliveryOut:
         return cls(
             id=row.id, token_id=row.token_id, video_id=row.job_id, type=row.type,
-            status=row.status,  # type: ignore[arg-type]
+            status=row.status,
             attempts=row.attempts, created_at=int(row.created_at),
             first_attempt_at=_int_or_none(row.first_attempt_at),
             last_attempt_at=_int_or_none(row.last_attempt_at),
