@@ -8,15 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import __version__
 from gateway.cache import TTLCache
 from gateway.config import Settings
 from gateway.console.endpoints import router as console_router
 from gateway.context import AppContext
-from gateway.db import create_engine, create_sessionmaker
+from gateway.core import open_core
 from gateway.errors import ERROR_RESPONSES, install_error_handlers
 from gateway.health import router as health_router
 from gateway.jobs.reconciler import Reconciler
@@ -25,7 +23,6 @@ from gateway.ledger.endpoints import router as reports_router
 from gateway.middleware import GatewayMiddleware
 from gateway.tokens.endpoints import router as tokens_router
 from gateway.tokens.me import router as me_router
-from gateway.tokens.repository import MetaRepository
 from gateway.upstreams.pool import UpstreamPool
 from gateway.videos.admin import router as admin_videos_router
 from gateway.videos.endpoints import router as videos_router
@@ -33,52 +30,29 @@ from gateway.videos.store import ContentStore
 from gateway.webhooks.endpoints import router as webhooks_router
 from gateway.webhooks.worker import DeliveryWorker
 
-HASH_KEY = "token_hash_key"
-
-
-async def _hash_key(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> bytes:
-    """The key tokens are hashed with: configured, or generated once and kept in the database."""
-    if settings.secret_key:
-        return settings.secret_key.encode()
-    async with sessions() as session:
-        repo = MetaRepository(session)
-        value = await repo.get(HASH_KEY)
-        if value is None:
-            repo.add(HASH_KEY, secrets.token_hex(32))
-            try:
-                await session.commit()
-            except IntegrityError:
-                # Another process created it first; use theirs.
-                await session.rollback()
-            value = await repo.get(HASH_KEY)
-    assert value is not None
-    return value.encode()
-
 
 @asynccontextmanager
 async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
-    """Build a process's long-lived resources; used by the app's lifespan and by the CLI."""
-    engine = create_engine(settings.database_url)
-    sessions = create_sessionmaker(engine)
-    pool = UpstreamPool(settings)
-    try:
-        instance_id = "gw_" + secrets.token_hex(6)
-        store = ContentStore(settings.content_store, sessions, pool)
-        # A poll may be answered from a slightly stale entry while it is refreshed; a token
-        # never is (a revocation from another process must take effect within cache_s).
-        videos: TTLCache[tuple[str, bytes]] = TTLCache(settings.cache_s,
-                                                       serve_stale_s=settings.cache_s)
-        tracker = JobTracker(settings, engine, sessions, pool, instance_id, on_completed=store.keep,
-                             on_changed=videos.drop)
-        yield AppContext(
-            settings=settings, engine=engine, sessions=sessions, pool=pool,
-            hash_key=await _hash_key(settings, sessions), instance_id=instance_id,
-            tracker=tracker, store=store, tokens=TTLCache(settings.cache_s), videos=videos,
-        )
-        await store.close()
-    finally:
-        await pool.aclose()
-        await engine.dispose()
+    """Build a serving process's long-lived resources (the app's lifespan)."""
+    async with open_core(settings) as core:
+        pool = UpstreamPool(settings)
+        try:
+            instance_id = "gw_" + secrets.token_hex(6)
+            store = ContentStore(settings.content_store, core.sessions, pool)
+            # A poll may be answered from a slightly stale entry while it is refreshed; a token
+            # never is (a revocation from another process must take effect within cache_s).
+            videos: TTLCache[tuple[str, bytes]] = TTLCache(settings.cache_s,
+                                                           serve_stale_s=settings.cache_s)
+            tracker = JobTracker(settings, core.engine, core.sessions, pool, instance_id,
+                                 on_completed=store.keep, on_changed=videos.drop)
+            yield AppContext(
+                settings=settings, engine=core.engine, sessions=core.sessions,
+                hash_key=core.hash_key, tokens=core.tokens, pool=pool,
+                instance_id=instance_id, tracker=tracker, store=store, videos=videos,
+            )
+            await store.close()
+        finally:
+            await pool.aclose()
 
 
 def _freeze_startup_objects() -> None:

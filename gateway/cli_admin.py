@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.config import ConfigError, Settings, config_path, load_settings
-from gateway.context import AppContext
+from gateway.core import Core, open_core
 from gateway.db import create_engine
 from gateway.errors import GatewayError
 from gateway.ledger import reports
@@ -61,9 +61,11 @@ def load(config: Path | None, **overrides: object) -> Settings:
         raise fail(str(exc), 2) from None
 
 
-def run(config: Path | None, action: Callable[[AppContext], Awaitable[T]]) -> T:
-    """Run one action against the database, refusing a database that is not migrated."""
-    from gateway.app import open_context
+def run(config: Path | None, action: Callable[[Core], Awaitable[T]]) -> T:
+    """Run one action against the database, refusing a database that is not migrated.
+
+    Only the database's resources are built: no operator command needs an upstream client.
+    """
     from gateway.migrate import current_revision, head_revision
 
     settings = load(config)
@@ -81,8 +83,8 @@ def run(config: Path | None, action: Callable[[AppContext], Awaitable[T]]) -> T:
 
     async def main() -> T:
         await check_schema()
-        async with open_context(settings) as ctx:
-            return await action(ctx)
+        async with open_core(settings) as core:
+            return await action(core)
 
     try:
         return asyncio.run(main())
@@ -169,7 +171,7 @@ def tokens_list(config: ConfigOption = None, fmt: FormatOption = "table") -> Non
 def tokens_show(token_id: str, config: ConfigOption = None, fmt: FormatOption = "table") -> None:
     """Show one token and its ledger: every hold, capture, refund, release and top-up."""
 
-    async def action(ctx: AppContext) -> tuple[TokenOut, list[LedgerEntryOut]]:
+    async def action(ctx: Core) -> tuple[TokenOut, list[LedgerEntryOut]]:
         service = TokenService(ctx)
         token = TokenOut.of(await service.get(token_id))
         entries = await service.ledger(token_id, after=None, limit=LEDGER_LIMIT)
@@ -255,7 +257,7 @@ def usage(
     if group_by not in reports.GROUP_BY:
         raise fail(f"--group-by must be one of {', '.join(reports.GROUP_BY)}")
 
-    async def action(ctx: AppContext) -> reports.Usage:
+    async def action(ctx: Core) -> reports.Usage:
         async with ctx.sessions() as session:
             return await reports.usage(
                 session, group_by=group_by,
@@ -296,7 +298,7 @@ def jobs_list(
     """Recent jobs with their upstream, age and money."""
     from gateway.db import now
 
-    async def action(ctx: AppContext) -> list[AdminVideo]:
+    async def action(ctx: Core) -> list[AdminVideo]:
         async with ctx.sessions() as session:
             jobs = await admin_page(session, token_id=token_id,
                                     statuses=[status] if status else [], after_seq=None,
@@ -313,7 +315,7 @@ def jobs_show(video_id: str, config: ConfigOption = None) -> None:
     from gateway.db import now
     from gateway.ledger.repository import LedgerRepository
 
-    async def action(ctx: AppContext) -> tuple[AdminVideo, list[Any]]:
+    async def action(ctx: Core) -> tuple[AdminVideo, list[Any]]:
         async with ctx.sessions() as session:
             job = await JobRepository(session).get(video_id)
             if job is None:

@@ -1,29 +1,33 @@
-"""Long-lived resources of one gateway process, built in the app's lifespan."""
+"""Long-lived resources of one serving process, built in the app's lifespan: the database's
+(``Core``) and the upstreams', the tracker's and the caches'."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from fastapi import Depends, Request
 
 from gateway.cache import TTLCache
-from gateway.config import Settings
+from gateway.core import Core
 from gateway.jobs.tracker import JobTracker
-from gateway.tokens.models import Token
 from gateway.upstreams.pool import UpstreamPool
 from gateway.videos.store import ContentStore
 
 
 @dataclass
-class AppContext:
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+class AppContext(Core):
     pool: UpstreamPool
-    hash_key: bytes
     instance_id: str
     tracker: JobTracker
     store: ContentStore
-    # Usable tokens by key hash, and rendered videos by id (with their owner's token id).
-    tokens: TTLCache[Token]
+    # Rendered videos by id (with their owner's token id).
     videos: TTLCache[tuple[str, bytes]]
+
+
+async def served(request: Request) -> AppContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+# The whole serving context, for the routes that reach upstreams.
+Served = Annotated[AppContext, Depends(served)]

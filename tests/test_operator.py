@@ -291,3 +291,23 @@ class TestMetricsAccess:
         response = httpx.get(f"{gw.url}/metrics")
         assert response.status_code == 200, response.text
         assert "gateway_requests_total" in response.text
+
+
+def test_operator_commands_build_no_upstream_client(gateway: Gateway) -> None:
+    """A top-up (or any operator command) touches the database only: the process that runs
+    it never imports the upstream pool, let alone opens a connection to a provider."""
+    token_id, _ = gateway.create_token(balance_usd="1")
+    probe = (
+        "import sys\n"
+        "from gateway.cli import app\n"
+        f"app(['tokens', 'topup', {token_id!r}, '2', '--config', {str(gateway.config_path)!r}],"
+        " standalone_mode=False)\n"
+        "loaded = [m for m in ('gateway.upstreams.pool', 'gateway.upstreams.transport',"
+        " 'gateway.jobs.tracker', 'gateway.app') if m in sys.modules]\n"
+        "print('LOADED', loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, cwd=gateway.workdir)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout, done.stdout
+    assert gateway.token(token_id)["balance_usd"] == "3.000000"

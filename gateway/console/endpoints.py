@@ -14,8 +14,9 @@ from fastapi import APIRouter, Header
 from fastapi.responses import Response
 from starlette.responses import StreamingResponse
 
+from gateway.context import Served
 from gateway.errors import NotFound, VideoNotReady
-from gateway.tokens.auth import AdminAuth, Context
+from gateway.tokens.auth import AdminAuth
 from gateway.videos.admin import any_job
 from gateway.videos.content import stream_content
 from gateway.videos.schemas import public_status
@@ -67,7 +68,7 @@ async def console_asset(name: str) -> Response:
 @router.get("/videos/{video_id}/content", response_class=StreamingResponse,  # or a stored file
             dependencies=[AdminAuth])
 async def admin_content(
-    video_id: str, ctx: Context,
+    video_id: str, ctx: Served,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
     range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gateway.context import AppContext
+from gateway.core import Core
 from gateway.db import now
 from gateway.errors import Unauthorized
 from gateway.tokens.crypto import TOKEN_PREFIX, constant_time_equals, hash_token
@@ -17,11 +17,13 @@ from gateway.tokens.repository import TokenRepository
 TOUCH_EVERY_S = 60.0
 
 
-async def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> Core:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
-Context = Annotated[AppContext, Depends(get_context)]
+# The database's resources, all that token checks and the operator's routes need; the video
+# routes take the whole serving context (``gateway.context.Served``).
+Context = Annotated[Core, Depends(get_context)]
 
 
 def _bearer(request: Request) -> str:
@@ -54,7 +56,7 @@ async def gateway_token(request: Request, ctx: Context) -> Token:
     return token
 
 
-async def _load(ctx: AppContext, key_hash: str, at: float) -> tuple[Token, None]:
+async def _load(ctx: Core, key_hash: str, at: float) -> tuple[Token, None]:
     async with ctx.sessions() as session:
         repo = TokenRepository(session)
         token = await repo.get_by_hash(key_hash)

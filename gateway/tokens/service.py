@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.context import AppContext
+from gateway.core import Core
 from gateway.db import now
 from gateway.errors import InvalidRequest, NotFound
 from gateway.ledger import service as ledger
@@ -26,7 +26,7 @@ def _known_shape(token_id: str) -> None:
 
 
 class TokenService:
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: Core) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
 

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.responses import StreamingResponse
 
-from gateway.tokens.auth import Context, GatewayToken
+from gateway.context import Served as Context
+from gateway.tokens.auth import GatewayToken
 from gateway.videos.characters import CharacterOut, CharacterService
 from gateway.videos.content import stream_content
 from gateway.videos.inputs import parse_create, read_body

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.context import AppContext
+from gateway.core import Core
 from gateway.db import now
 from gateway.errors import InvalidRequest, NotFound
 from gateway.tokens.crypto import is_id
@@ -16,7 +16,7 @@ def _not_found(delivery_id: str, param: str) -> NotFound:
     return NotFound(f"No webhook delivery with id {delivery_id[:80]!r}.", param=param)
 
 
-async def deliveries(ctx: AppContext, *, status: str | None, token_id: str | None,
+async def deliveries(ctx: Core, *, status: str | None, token_id: str | None,
                      after: str | None, limit: int) -> Sequence[WebhookDelivery]:
     if status is not None and status not in STATUSES:
         raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}.", param="status")
@@ -32,7 +32,7 @@ async def deliveries(ctx: AppContext, *, status: str | None, token_id: str | Non
         return await repo.page(status=status, token_id=token_id, after=last, limit=limit)
 
 
-async def replay(ctx: AppContext, delivery_id: str) -> WebhookDelivery:
+async def replay(ctx: Core, delivery_id: str) -> WebhookDelivery:
     """Queue the event again under its own id (receivers dedupe on webhook-id)."""
     if not is_id(delivery_id, "evt"):
         raise _not_found(delivery_id, "delivery_id")
