@@ -164,10 +164,16 @@ class JobTracker:
         config = self.pool.configs.get(job.upstream or "")
         if config is None or config.cost is None:
             return None
-        return cost_micros(self.settings, config.cost, model=job.upstream_model or job.model,
-                           size=outcome.size or job.size,
-                           seconds=job.seconds if outcome.seconds is None else outcome.seconds,
-                           audio=bool(job.audio))
+        # The vendor bills sound it rendered whether or not the client asked for it.
+        audio = bool(job.audio) if outcome.audio is None else outcome.audio
+        seconds = job.seconds if outcome.seconds is None else outcome.seconds
+        size = outcome.size or job.size
+        for model in dict.fromkeys((job.model, job.upstream_model or job.model)):
+            cost = cost_micros(self.settings, config.cost, model=model, size=size,
+                               seconds=seconds, audio=audio)
+            if cost is not None:
+                return cost
+        return None
 
     def rendered_price(self, job: Job, outcome: PollOutcome) -> int | None:
         """The price of what a completed job says it rendered, when it says (else None)."""
