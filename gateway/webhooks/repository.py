@@ -61,7 +61,7 @@ class DeliveryRepository:
         # Every row read back holds this claim's lease: its lease_until is ``until``.
         return [Claimed(id_, body, attempts, first, until, url, secret, previous, rotated)
                 for id_, body, attempts, first, _lease, url, secret, previous, rotated
-                in rows.tuples().all()]
+                in rows.all()]
 
     async def record(self, claimed: Claimed, owner: str, **values: Any) -> bool:
         """Write an attempt's result and free the row; False if the lease was lost."""
