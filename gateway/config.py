@@ -72,6 +72,9 @@ class ServerConfig(_Strict):
     # bytes already sent) starts over: a slow reader is not the client's fault.
     body_timeout_s: float = Field(60.0, gt=0)
     max_connections: int = Field(1000, ge=1)
+    # The address clients reach the gateway at (behind a proxy, its public https URL); links
+    # the gateway hands out start with it. Unset: the address the request came in on.
+    public_url: str | None = Field(None, pattern=r"^https?://[^\s?#]+$")
 
 
 class GroupConfig(_Strict):

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.responses import StreamingResponse
 
 from gateway.context import Served as Context
-from gateway.tokens.auth import GatewayToken
+from gateway.db import now
+from gateway.tokens.auth import GatewayToken, gateway_token
 from gateway.videos.characters import CharacterOut, CharacterService
 from gateway.videos.content import stream_content
 from gateway.videos.inputs import parse_create, read_body
@@ -22,7 +23,8 @@ from gateway.videos.schemas import (
     VideoDeleted,
     VideoList,
 )
-from gateway.videos.service import VideoService
+from gateway.videos.service import VideoService, shared_video
+from gateway.videos.sharing import Linker, SharedLink, ShareRequest
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -96,12 +98,31 @@ async def delete_video(video_id: str, ctx: Context, token: GatewayToken) -> Vide
 
 @router.get("/{video_id}/content", response_class=StreamingResponse)  # or a FileResponse
 async def download_content(
-    video_id: str, ctx: Context, token: GatewayToken,
+    video_id: str, request: Request, ctx: Context,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
     range_header: Annotated[str | None, Header(alias="Range")] = None,
+    expires: str | None = None, signature: str | None = None,
 ) -> Response:
-    job = await VideoService(ctx, token).completed(video_id)
+    if expires is None and signature is None:
+        token = await gateway_token(request, ctx)
+        job = await VideoService(ctx, token).completed(video_id)
+    else:  # a signed link: it is the credential, for this video and variant only
+        _linker(ctx).check(video_id, variant, expires, signature, now())
+        job = await shared_video(ctx, video_id)
     return await stream_content(ctx, job, variant, range_header)
+
+
+@router.post("/{video_id}/share", response_model=SharedLink)
+async def share_video(video_id: str, request: Request, ctx: Context,
+                      token: GatewayToken) -> SharedLink:
+    fields = await read_body(request) if await request.body() else {}
+    share = ShareRequest.parse(fields)
+    job = await VideoService(ctx, token).completed(video_id)
+    return _linker(ctx).share(str(request.base_url), job.id, share, now())
+
+
+def _linker(ctx: Context) -> Linker:
+    return Linker(ctx.hash_key, ctx.settings.server.public_url)
 
 
 @router.post("/{video_id}/remix", response_model=Video, openapi_extra=REMIX_BODY)

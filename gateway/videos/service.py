@@ -442,3 +442,12 @@ def _check_rate(conn: Connection, token_id: str, rpm: int) -> None:
     if count >= rpm:
         wait = math.ceil((oldest or at) + RATE_WINDOW_S - at)
         raise RateLimited(f"This token is limited to {rpm} jobs per minute.", retry_after=wait)
+
+
+async def shared_video(ctx: AppContext, video_id: str) -> Job:
+    """A video reached by a signed link: whoever holds the link, while the video is there."""
+    async with ctx.sessions() as session:
+        job = await JobRepository(session).get(video_id)
+    if job is None or job.deleted_at is not None or job.status != "completed":
+        raise NotFound(f"No video found with id '{video_id}'.", param="video_id")
+    return job
