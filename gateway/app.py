@@ -6,6 +6,7 @@ import gc
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 
@@ -13,8 +14,7 @@ from gateway import __version__
 from gateway.cache import TTLCache
 from gateway.config import Settings
 from gateway.console.endpoints import router as console_router
-from gateway.context import AppContext
-from gateway.core import open_core
+from gateway.core import Core, open_core
 from gateway.errors import ERROR_RESPONSES, install_error_handlers
 from gateway.health import router as health_router
 from gateway.jobs.reconciler import Reconciler
@@ -29,6 +29,20 @@ from gateway.videos.endpoints import router as videos_router
 from gateway.videos.store import ContentStore
 from gateway.webhooks.endpoints import router as webhooks_router
 from gateway.webhooks.worker import DeliveryWorker
+
+
+@dataclass
+class AppContext(Core):
+    """Long-lived resources of one serving process: the database's (``Core``), the upstreams',
+    the tracker's and the caches'. Routes see it only through the protocols their packages
+    declare (``gateway.videos.deps.VideoDeps``, the token checks' ``Core``)."""
+
+    pool: UpstreamPool
+    instance_id: str
+    tracker: JobTracker
+    store: ContentStore
+    # Rendered videos by id (with their owner's token id).
+    videos: TTLCache[tuple[str, bytes]]
 
 
 @asynccontextmanager

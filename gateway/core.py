@@ -1,7 +1,7 @@
 """The resources every part of the gateway that touches only the database needs.
 
 The CLI's operator commands build this alone (a top-up starts no upstream client); a serving
-process builds it as the base of its ``AppContext`` (``context.py``).
+process builds it as the base of its ``AppContext`` (``app.py``).
 """
 
 from __future__ import annotations

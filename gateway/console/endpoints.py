@@ -14,11 +14,11 @@ from fastapi import APIRouter, Header
 from fastapi.responses import Response
 from starlette.responses import StreamingResponse
 
-from gateway.context import Served
 from gateway.errors import NotFound, VideoNotReady
 from gateway.tokens.auth import AdminAuth
 from gateway.videos.admin import any_job
 from gateway.videos.content import stream_content
+from gateway.videos.deps import Served
 from gateway.videos.schemas import public_status
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -72,7 +72,7 @@ async def admin_content(
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
     range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
-    job = await any_job(ctx, video_id)
+    job = await any_job(ctx.sessions, video_id)
     if job.status != "completed":
         raise VideoNotReady(f"Video '{video_id}' is {public_status(job.status)}; content is "
                             "available once it has completed.")

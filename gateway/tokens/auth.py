@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.cache import TTLCache
 from gateway.core import Core
 from gateway.db import now
 from gateway.errors import Unauthorized
@@ -17,12 +19,23 @@ from gateway.tokens.repository import TokenRepository
 TOUCH_EVERY_S = 60.0
 
 
+class TokenChecks(Protocol):
+    """What checking a gateway token reads: a ``Core``, or anything serving that holds one's."""
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
+    @property
+    def hash_key(self) -> bytes: ...
+    @property
+    def tokens(self) -> TTLCache[Token]: ...
+
+
 async def get_context(request: Request) -> Core:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
 # The database's resources, all that token checks and the operator's routes need; the video
-# routes take the whole serving context (``gateway.context.Served``).
+# routes take the whole serving context (``gateway.videos.deps.Served``).
 Context = Annotated[Core, Depends(get_context)]
 
 
@@ -44,6 +57,12 @@ def _usable(token: Token | None, at: float) -> bool:
 
 
 async def gateway_token(request: Request, ctx: Context) -> Token:
+    return await check_token(request, ctx)
+
+
+async def check_token(request: Request, ctx: TokenChecks) -> Token:
+    """The request's gateway token, if it is a usable one (for a route that may also be
+    reached without one)."""
     credential = _bearer(request)
     if not credential.startswith(TOKEN_PREFIX):
         raise Unauthorized("Invalid token.")
@@ -56,7 +75,7 @@ async def gateway_token(request: Request, ctx: Context) -> Token:
     return token
 
 
-async def _load(ctx: Core, key_hash: str, at: float) -> tuple[Token, None]:
+async def _load(ctx: TokenChecks, key_hash: str, at: float) -> tuple[Token, None]:
     async with ctx.sessions() as session:
         repo = TokenRepository(session)
         token = await repo.get_by_hash(key_hash)

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db import now
 from gateway.errors import InvalidRequest, NotFound
@@ -74,11 +75,11 @@ async def list_videos(ctx: Context, token_id: str | None = None, status: str | N
                           last_id=data[-1].id if data else None, has_more=len(jobs) > limit)
 
 
-async def any_job(ctx: Context, video_id: str) -> Job:
+async def any_job(sessions: async_sessionmaker[AsyncSession], video_id: str) -> Job:
     """Any token's job, for the operator; unknown ids are 404."""
     job = None
     if is_id(video_id, "video"):
-        async with ctx.sessions() as session:
+        async with sessions() as session:
             job = await JobRepository(session).get(video_id)
     if job is None:
         raise NotFound(f"No video found with id {video_id[:80]!r}.", param="video_id")
@@ -87,4 +88,4 @@ async def any_job(ctx: Context, video_id: str) -> Job:
 
 @router.get("/{video_id}", response_model=AdminVideo)
 async def show_video(video_id: str, ctx: Context) -> AdminVideo:
-    return AdminVideo.of_job(await any_job(ctx, video_id), now())
+    return AdminVideo.of_job(await any_job(ctx.sessions, video_id), now())

@@ -6,11 +6,10 @@ Characters are not charged: no price for them exists in the configuration's pric
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, cast
+from typing import cast
 
 from pydantic import BaseModel
 
-from gateway.context import AppContext
 from gateway.db import now
 from gateway.errors import InvalidRequest, NotFound, NoUpstream
 from gateway.tokens.crypto import is_id, new_id
@@ -18,10 +17,10 @@ from gateway.tokens.models import Token
 from gateway.upstreams.base import Character
 from gateway.upstreams.flavor import CHARACTERS, Derivations, Flavor
 from gateway.upstreams.pool import Placement
-from gateway.videos.inputs import video_upload
+from gateway.videos.deps import VideoDeps
 from gateway.videos.models import VideoCharacter
+from gateway.videos.sources import CharacterParams
 
-MAX_NAME_CHARS = 200  # the stored column's length
 CAN_MAKE = frozenset({CHARACTERS})
 
 
@@ -37,7 +36,7 @@ class CharacterOut(BaseModel):
 
 
 class CharacterService:
-    def __init__(self, ctx: AppContext, token: Token) -> None:
+    def __init__(self, ctx: VideoDeps, token: Token) -> None:
         self.ctx = ctx
         self.token = token
 
@@ -51,26 +50,17 @@ class CharacterService:
             raise InvalidRequest("No provider for this token can create characters.")
         raise NoUpstream("No upstream serves this token's group.")
 
-    async def create(self, fields: dict[str, Any]) -> VideoCharacter:
-        name = fields.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidRequest("'name' is required.", param="name")
-        if len(name.strip()) > MAX_NAME_CHARS:
-            # Checked before the upstream creates anything that could then not be recorded.
-            raise InvalidRequest(f"'name' is longer than {MAX_NAME_CHARS} characters.",
-                                 param="name")
-        upload = await video_upload(fields)
-        if upload is None:
-            raise InvalidRequest("'video' must be an uploaded video file.", param="video")
+    async def create(self, params: CharacterParams) -> VideoCharacter:
+        name, upload = params.name, params.upload
 
         def call(flavor: Flavor, placement: Placement) -> Awaitable[Character]:
             # Only flavors that declared CHARACTERS are eligible here.
-            return cast(Derivations, flavor).create_character(name.strip(), upload,
+            return cast(Derivations, flavor).create_character(name, upload,
                                                               placement.key)
 
         placement, created = await self.ctx.pool.submit(self.token.group, self._model(), call,
                                                         CAN_MAKE)
-        row = VideoCharacter(id=new_id("char"), token_id=self.token.id, name=name.strip(),
+        row = VideoCharacter(id=new_id("char"), token_id=self.token.id, name=name,
                              upstream=placement.upstream.name,
                              upstream_key_index=placement.key_index, upstream_id=created.id,
                              created_at=now())

@@ -12,10 +12,10 @@ from pathlib import Path
 import anyio
 from starlette.responses import Response, StreamingResponse
 
-from gateway.context import AppContext
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.upstreams.base import UpstreamError, UpstreamGone
 from gateway.upstreams.flavor import ContentStream
+from gateway.videos.deps import VideoDeps
 from gateway.videos.models import Job
 
 log = logging.getLogger("gateway.content")
@@ -118,7 +118,7 @@ def _content_type(stream: ContentStream, variant: str) -> str:
     return CONTENT_TYPES[variant] if given in _GENERIC_TYPES else given
 
 
-async def stream_content(ctx: AppContext, job: Job, variant: str,
+async def stream_content(ctx: VideoDeps, job: Job, variant: str,
                          range_header: str | None) -> Response:
     if variant not in CONTENT_TYPES:
         raise InvalidRequest("'variant' must be video, thumbnail or spritesheet.",

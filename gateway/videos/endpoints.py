@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.responses import StreamingResponse
 
-from gateway.context import Served as Context
 from gateway.db import now
-from gateway.tokens.auth import GatewayToken, gateway_token
+from gateway.tokens.auth import GatewayToken, check_token
 from gateway.videos.characters import CharacterOut, CharacterService
 from gateway.videos.content import stream_content
-from gateway.videos.inputs import parse_create, read_body
+from gateway.videos.deps import Served as Context
+from gateway.videos.inputs import parse_create, parse_prompt, read_body
 from gateway.videos.models import Job
 from gateway.videos.schemas import (
     CHARACTER_BODY,
@@ -25,6 +25,7 @@ from gateway.videos.schemas import (
 )
 from gateway.videos.service import VideoService, shared_video
 from gateway.videos.sharing import Linker, SharedLink, ShareRequest
+from gateway.videos.sources import parse_character, parse_derive
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -53,21 +54,21 @@ async def create_video(request: Request, ctx: Context, token: GatewayToken,
 @router.post("/edits", response_model=Video, openapi_extra=DERIVE_BODY)
 async def edit_video(request: Request, ctx: Context, token: GatewayToken,
                      idempotency_key: IdempotencyKey = None) -> Response:
-    fields = await read_body(request)
-    return _job(await VideoService(ctx, token).derive("edits", fields, idempotency_key), ctx)
+    params = await parse_derive("edits", await read_body(request), ctx.settings)
+    return _job(await VideoService(ctx, token).derive(params, idempotency_key), ctx)
 
 
 @router.post("/extensions", response_model=Video, openapi_extra=DERIVE_BODY)
 async def extend_video(request: Request, ctx: Context, token: GatewayToken,
                        idempotency_key: IdempotencyKey = None) -> Response:
-    fields = await read_body(request)
-    return _job(await VideoService(ctx, token).derive("extensions", fields, idempotency_key), ctx)
+    params = await parse_derive("extensions", await read_body(request), ctx.settings)
+    return _job(await VideoService(ctx, token).derive(params, idempotency_key), ctx)
 
 
 @router.post("/characters", response_model=CharacterOut, openapi_extra=CHARACTER_BODY)
 async def create_character(request: Request, ctx: Context, token: GatewayToken) -> CharacterOut:
-    fields = await read_body(request)
-    return CharacterOut.of(await CharacterService(ctx, token).create(fields))
+    params = await parse_character(await read_body(request))
+    return CharacterOut.of(await CharacterService(ctx, token).create(params))
 
 
 @router.get("/characters/{character_id}", response_model=CharacterOut)
@@ -104,7 +105,7 @@ async def download_content(
     expires: str | None = None, signature: str | None = None,
 ) -> Response:
     if expires is None and signature is None:
-        token = await gateway_token(request, ctx)
+        token = await check_token(request, ctx)
         job = await VideoService(ctx, token).completed(video_id)
     else:  # a signed link: it is the credential, for this video and variant only
         _linker(ctx).check(video_id, variant, expires, signature, now())
@@ -128,5 +129,5 @@ def _linker(ctx: Context) -> Linker:
 @router.post("/{video_id}/remix", response_model=Video, openapi_extra=REMIX_BODY)
 async def remix_video(video_id: str, request: Request, ctx: Context,
                       token: GatewayToken, idempotency_key: IdempotencyKey = None) -> Response:
-    fields = await read_body(request)
-    return _job(await VideoService(ctx, token).remix(video_id, fields, idempotency_key), ctx)
+    prompt = parse_prompt(await read_body(request), ctx.settings)
+    return _job(await VideoService(ctx, token).remix(video_id, prompt, idempotency_key), ctx)

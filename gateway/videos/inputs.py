@@ -190,7 +190,12 @@ def parse_seconds(fields: dict[str, Any], settings: Settings, model: str,
     if default is not None and int(default) not in offered:
         # OpenAI's 4 s is not every model's: the shortest it renders, sent to it explicitly.
         default = str(min(offered))
-    raw = fields.get("seconds", default)
+    return offered_seconds(settings, model, fields.get("seconds", default))
+
+
+def offered_seconds(settings: Settings, model: str, raw: object) -> int:
+    """``raw`` as one of the model's lengths, or a 400 that lists them."""
+    offered = settings.seconds_for(model)
     if isinstance(raw, int) and not isinstance(raw, bool):  # a JSON number
         raw = str(raw)
     # Only the exact text of an offered length: Python reads "04", " 4" and Arabic-Indic or

@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from gateway.context import AppContext
 from gateway.db import now, transact
 from gateway.errors import (
     GatewayError,
@@ -30,7 +29,7 @@ from gateway.ledger.pricing import price_micros
 from gateway.metrics import HOLDS, record_settlement
 from gateway.tokens.crypto import is_id, new_id
 from gateway.tokens.models import Token
-from gateway.upstreams.base import DeriveRequest, VideoUpload
+from gateway.upstreams.base import DeriveRequest
 from gateway.upstreams.flavor import (
     EDIT,
     EXTEND,
@@ -43,21 +42,15 @@ from gateway.upstreams.outcome import Running
 from gateway.upstreams.pool import Placement
 from gateway.videos import idempotency as idem
 from gateway.videos import repository as job_rows
+from gateway.videos.deps import VideoDeps
 from gateway.videos.idempotency import Idempotency
-from gateway.videos.inputs import (
-    CreateParams,
-    parse_model,
-    parse_prompt,
-    parse_seconds,
-    parse_size,
-    video_reference,
-    video_upload,
-)
+from gateway.videos.inputs import CreateParams, offered_seconds
 from gateway.videos.media import billed_seconds
 from gateway.videos.models import UNFINISHED, Job, replace_job
 from gateway.videos.repository import JobRepository
 from gateway.videos.requests import derivations, needs_of, unsupported, vendor_request
 from gateway.videos.schemas import Video, public_status
+from gateway.videos.sources import DeriveParams
 
 log = logging.getLogger("gateway.videos")
 
@@ -68,7 +61,7 @@ Submit = Callable[[], Awaitable[tuple[Placement, Submitted]]]
 
 
 class VideoService:
-    def __init__(self, ctx: AppContext, token: Token) -> None:
+    def __init__(self, ctx: VideoDeps, token: Token) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.token = token
@@ -102,9 +95,7 @@ class VideoService:
 
         return await self._start(job, submit)
 
-    async def remix(self, video_id: str, fields: dict[str, Any],
-                    idempotency_key: str | None) -> Job:
-        prompt = parse_prompt(fields, self.settings)
+    async def remix(self, video_id: str, prompt: str, idempotency_key: str | None) -> Job:
         source = await self._owned(video_id)
         if source.status != "completed" or source.upstream is None or not source.upstream_id:
             raise InvalidRequest("Only a completed video can be remixed.", param="video_id")
@@ -124,18 +115,20 @@ class VideoService:
 
         return await self._start(job, submit)
 
-    async def derive(self, kind: str, fields: dict[str, Any],
-                     idempotency_key: str | None) -> Job:
+    async def derive(self, params: DeriveParams, idempotency_key: str | None) -> Job:
         """An edit or extension of one of the caller's videos, or of an uploaded video."""
-        prompt = parse_prompt(fields, self.settings)
-        upload = await video_upload(fields)
-        source = None if upload else await self._owned(video_reference(fields), param="video")
+        kind, upload = params.kind, params.upload
+        source = await self._owned(params.source_id, param="video") if params.source_id \
+            else None
         if source is not None and (source.status != "completed" or not source.upstream_id):
             raise InvalidRequest("Only a completed video can be edited or extended.",
                                  param="video")
-        model = source.model if source else parse_model(fields, self.settings)
-        size = source.size if source else parse_size(fields, self.settings, model)
-        seconds = self._derived_seconds(kind, fields, model, source, upload)
+        model = source.model if source else params.model
+        size = source.size if source else params.size
+        # An upload's model and size were parsed with it.
+        assert model is not None
+        assert size is not None
+        seconds = self._derived_seconds(params, model, source)
         self._authorize(model)
         price = self._price(model, size, seconds)
         needs = frozenset({EDIT if kind == "edits" else EXTEND})
@@ -146,10 +139,10 @@ class VideoService:
                              "edited" if kind == "edits" else "extended")
         idempotency = await idem.for_derive(
             idempotency_key, kind, source_id=source.id if source else None, upload=upload,
-            model=model, size=size, seconds=seconds, prompt=prompt)
-        job = self._new_job(model, size, seconds, prompt, price, kind=kind.rstrip("s"),
+            model=model, size=size, seconds=seconds, prompt=params.prompt)
+        job = self._new_job(model, size, seconds, params.prompt, price, kind=kind.rstrip("s"),
                             idempotency=idempotency)
-        request = DeriveRequest(kind=kind, prompt=prompt,
+        request = DeriveRequest(kind=kind, prompt=params.prompt,
                                 seconds=seconds if kind == "extensions" else None,
                                 source_id=source.upstream_id if source else None,
                                 upload=upload, model=None if source else model,
@@ -167,19 +160,19 @@ class VideoService:
 
         return await self._start(job, submit)
 
-    def _derived_seconds(self, kind: str, fields: dict[str, Any], model: str,
-                         source: Job | None, upload: VideoUpload | None) -> int:
+    def _derived_seconds(self, params: DeriveParams, model: str, source: Job | None) -> int:
         """An extension is billed by the seconds it adds; an edit by its source's length.
 
         An edit has no length of its own, so a ``seconds`` sent with it is not read: an
         uploaded video is billed as the shortest offered length it fits in.
         """
-        if kind == "extensions":
-            return parse_seconds(fields, self.settings, model, default=None)
+        if params.kind == "extensions":
+            return offered_seconds(self.settings, model, params.seconds)
         if source is not None:
             return source.seconds
-        assert upload is not None
-        return billed_seconds(upload.duration_s, self.settings.seconds_for(model), model=model)
+        assert params.upload is not None
+        return billed_seconds(params.upload.duration_s, self.settings.seconds_for(model),
+                              model=model)
 
     def _servable(self, model: str, needs: frozenset[str]) -> None:
         """Refuse, before any hold, what no upstream of the token's group can do."""
@@ -444,7 +437,7 @@ def _check_rate(conn: Connection, token_id: str, rpm: int) -> None:
         raise RateLimited(f"This token is limited to {rpm} jobs per minute.", retry_after=wait)
 
 
-async def shared_video(ctx: AppContext, video_id: str) -> Job:
+async def shared_video(ctx: VideoDeps, video_id: str) -> Job:
     """A video reached by a signed link: whoever holds the link, while the video is there."""
     async with ctx.sessions() as session:
         job = await JobRepository(session).get(video_id)
