@@ -26,6 +26,7 @@ from gateway.tokens.me import router as me_router
 from gateway.upstreams.pool import UpstreamPool
 from gateway.videos.admin import router as admin_videos_router
 from gateway.videos.endpoints import router as videos_router
+from gateway.videos.polls import PollFastPath
 from gateway.videos.store import ContentStore
 from gateway.webhooks.endpoints import router as webhooks_router
 from gateway.webhooks.worker import DeliveryWorker
@@ -101,6 +102,8 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app = FastAPI(title="Video Gateway", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    # Added first, so it runs inside GatewayMiddleware (request ids, limits, metrics).
+    app.add_middleware(PollFastPath)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_upload_bytes)
     for router in (videos_router, me_router, tokens_router, admin_videos_router, reports_router,
                    webhooks_router, console_router):

@@ -64,10 +64,10 @@ class GatewayMiddleware:
 
         limit = self.max_body_bytes + 64 * 1024  # room for multipart framing and text fields
         if _declared_length(scope) > limit:
-            await _render(RequestTooLarge(self._too_large()), send_with_id)
+            await render(RequestTooLarge(self._too_large()), send_with_id)
             return
         if (refusal := _refuse_request_line(scope)) is not None:
-            await _render(refusal, send_with_id)
+            await render(refusal, send_with_id)
             return
         received = 0
 
@@ -93,7 +93,7 @@ class GatewayMiddleware:
                 log.exception("unhandled error")
                 exc = GatewayError(f"The gateway hit an internal error; request id {request_id}.",
                                    code="internal_error")
-            await _render(exc, send_with_id)
+            await render(exc, send_with_id)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
@@ -125,7 +125,8 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
-async def _render(error: GatewayError, send: Send) -> None:
+async def render(error: GatewayError, send: Send) -> None:
+    """An error as the exception handlers answer it, for code that runs before them."""
     body = json.dumps(error.body()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.response_headers().items()]

@@ -31,11 +31,11 @@ import pytest
 import uvicorn
 from openai import OpenAI
 from openai.types import Video
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Receive, Scope, Send
 
 from gateway.simulator import create_simulator_app, expected_content
 from tests.conftest import wait_for
+from tests.support.checks import metric, samples
 from tests.support.servers import (
     ADMIN_TOKEN,
     SIM_KEY,
@@ -73,19 +73,6 @@ def kinds(gw: Gateway, token_id: str) -> list[str]:
 
 def job_kinds(gw: Gateway, token_id: str, video_id: str) -> list[str]:
     return [entry["kind"] for entry in gw.ledger(token_id) if entry["job_id"] == video_id]
-
-
-def samples(gw: Gateway, name: str) -> list[tuple[dict[str, str], float]]:
-    """(labels, value) of every sample called ``name`` on /metrics."""
-    return [(sample.labels, sample.value)
-            for family in text_string_to_metric_families(gw.metrics())
-            for sample in family.samples if sample.name == name]
-
-
-def metric(gw: Gateway, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    return sum(value for found, value in samples(gw, name)
-               if all(found.get(k) == v for k, v in labels.items()))
 
 
 def records(gw: Gateway) -> list[dict[str, Any]]:

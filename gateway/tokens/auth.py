@@ -39,8 +39,7 @@ async def get_context(request: Request) -> Core:
 Context = Annotated[Core, Depends(get_context)]
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+def _bearer(header: str) -> str:
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         raise Unauthorized("Missing bearer token. Send 'Authorization: Bearer <token>'.")
@@ -57,13 +56,13 @@ def _usable(token: Token | None, at: float) -> bool:
 
 
 async def gateway_token(request: Request, ctx: Context) -> Token:
-    return await check_token(request, ctx)
+    return await check_token(request.headers.get("authorization", ""), ctx)
 
 
-async def check_token(request: Request, ctx: TokenChecks) -> Token:
-    """The request's gateway token, if it is a usable one (for a route that may also be
-    reached without one)."""
-    credential = _bearer(request)
+async def check_token(authorization: str, ctx: TokenChecks) -> Token:
+    """The token an ``Authorization`` header carries, if it is a usable one (for the routes
+    that check it themselves: one also reached by signed links, the poll fast path)."""
+    credential = _bearer(authorization)
     if not credential.startswith(TOKEN_PREFIX):
         raise Unauthorized("Invalid token.")
     at = now()
@@ -71,7 +70,6 @@ async def check_token(request: Request, ctx: TokenChecks) -> Token:
     token = await ctx.tokens.get_or_load(key_hash, lambda: _load(ctx, key_hash, at))
     if not _usable(token, at):  # expiry passes while cached, too
         raise Unauthorized("Invalid, revoked or expired token.")
-    request.state.token_id = token.id
     return token
 
 
@@ -89,7 +87,7 @@ async def _load(ctx: TokenChecks, key_hash: str, at: float) -> tuple[Token, None
 
 async def admin(request: Request, ctx: Context) -> None:
     expected = ctx.settings.admin_token
-    credential = _bearer(request)
+    credential = _bearer(request.headers.get("authorization", ""))
     if not expected or not constant_time_equals(credential, expected):
         raise Unauthorized("Invalid admin token.")
 
@@ -99,7 +97,7 @@ async def metrics_reader(request: Request, ctx: Context) -> None:
     settings = ctx.settings
     if settings.metrics.public:
         return
-    credential = _bearer(request)
+    credential = _bearer(request.headers.get("authorization", ""))
     accepted = [token for token in (settings.admin_token, settings.metrics_token) if token]
     # Both comparisons run (a list, not a generator): the time taken says nothing of which.
     if not any([constant_time_equals(credential, token) for token in accepted]):

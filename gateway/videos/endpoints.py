@@ -105,7 +105,7 @@ async def download_content(
     expires: str | None = None, signature: str | None = None,
 ) -> Response:
     if expires is None and signature is None:
-        token = await check_token(request, ctx)
+        token = await check_token(request.headers.get("authorization", ""), ctx)
         job = await VideoService(ctx, token).completed(video_id)
     else:  # a signed link: it is the credential, for this video and variant only
         _linker(ctx).check(video_id, variant, expires, signature, now())
