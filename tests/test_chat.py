@@ -183,6 +183,20 @@ class TestWhole:
         assert _kinds(gw, token_id) == ["hold", "refund"]
 
 
+    def test_a_client_that_gives_up_waiting_stops_its_waiter(self, gw: Gateway) -> None:
+        token_id, token = gw.create_token()
+        key = str(uuid.uuid4())
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{gw.url}/v1/chat/completions", timeout=1,
+                       json={"model": "sora_video2", "messages": user(_prompt("[duration:60]"))},
+                       headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key})
+        wait_for(lambda: _watched(gw) == 0, timeout=WAIT_S - 1.5)  # well before wait_s
+        video_id = gw.client(token).videos.list().data[0].id
+        assert gw.client(token).videos.retrieve(video_id).status in ("queued", "in_progress")
+        gw.client(token).videos.delete(video_id)
+        assert _kinds(gw, token_id) == ["hold", "refund"]
+
+
 class TestRefused:
     @pytest.mark.parametrize(("body", "param"), [
         ({"messages": [{"role": "system", "content": "be brief"}]}, "messages"),

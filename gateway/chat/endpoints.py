@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -36,4 +40,28 @@ async def chat_completions(request: Request, ctx: ChatServed, token: GatewayToke
     if started.request.stream:
         return StreamingResponse(chat.stream(started), media_type="text/event-stream",
                                  headers={**STREAM_HEADERS, **started.headers})
-    return JSONResponse(await chat.answer(started), headers=started.headers)
+    answer = await _while_connected(request, chat.answer(started))
+    if answer is None:  # nobody to tell; the job goes on, and is settled, without them
+        return Response(status_code=204)
+    return JSONResponse(answer, headers=started.headers)
+
+
+async def _while_connected(request: Request,
+                           work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any] | None:
+    """``work``'s result, or None (``work`` cancelled) once the client hangs up: a waiter
+    must not outlive the connection it answers."""
+    answer = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (answer, gone):
+            task.cancel()
+        await asyncio.gather(answer, gone, return_exceptions=True)
+    return None if answer.cancelled() else answer.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read: what the server sends next is the client's hang-up.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
