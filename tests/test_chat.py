@@ -120,11 +120,15 @@ class TestStreamed:
     def test_keep_alive_comments_fill_a_quiet_job(self, gw: Gateway) -> None:
         _, token = gw.create_token()
         lines = raw_stream_lines(gw.url, token, {
-            "model": "sora_video2", "messages": user(_prompt("still [duration:2] [progress:10]"))})
+            "model": "sora_video2", "messages": user(_prompt("still [duration:2] [progress:10]")),
+            "stream_options": {"include_usage": True}})
         assert lines.count(": keep-alive") >= 2, lines
         events = data_events(lines)
         assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-        assert events[-1]["choices"][0]["finish_reason"] == "stop"
+        assert events[-2]["choices"][0]["finish_reason"] == "stop"
+        assert events[-1]["choices"] == []
+        assert events[-1]["usage"] == {"prompt_tokens": 0, "completion_tokens": 0,
+                                       "total_tokens": 0}
         assert [line for line in lines if line][-1] == "data: [DONE]"
 
     def test_a_client_that_hangs_up_loses_nothing(self, gw: Gateway) -> None:
