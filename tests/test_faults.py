@@ -599,7 +599,7 @@ class TestRunningJobFaults:
         assert expired.error.code == "expired"
         assert money(gw, token_id) == ("2.000000", ZERO)
         assert kinds(gw, token_id) == ["topup", "hold", "refund"]
-        wait_for(lambda: upstream_id in stats()["deletes"], timeout=5)
+        wait_for(lambda: upstream_id in stats()["deletes"], timeout=15)
         [ended] = wait_logged(gw, "job ended by gateway", job_id=video.id)
         assert ended["reason"] == "expired"
         gw.assert_reconciles(token_id)

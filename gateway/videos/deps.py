@@ -10,28 +10,21 @@ from __future__ import annotations
 from typing import Annotated, Protocol
 
 from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cache import TTLCache
 from gateway.config import Settings
 from gateway.jobs.tracker import JobTracker
-from gateway.tokens.auth import get_context
-from gateway.tokens.models import Token
+from gateway.tokens.auth import TokenChecks, get_context
 from gateway.upstreams.pool import UpstreamPool
 from gateway.videos.store import ContentStore
 
 
-class VideoDeps(Protocol):
+class VideoDeps(TokenChecks, Protocol):
     @property
     def settings(self) -> Settings: ...
     @property
     def engine(self) -> AsyncEngine: ...
-    @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
-    @property
-    def hash_key(self) -> bytes: ...
-    @property
-    def tokens(self) -> TTLCache[Token]: ...
     @property
     def pool(self) -> UpstreamPool: ...
     @property
