@@ -12,11 +12,13 @@ from fastapi import FastAPI
 
 from gateway import __version__
 from gateway.cache import TTLCache
+from gateway.chat.endpoints import router as chat_router
 from gateway.config import Settings
 from gateway.console.endpoints import router as console_router
 from gateway.core import Core, open_core
 from gateway.errors import ERROR_RESPONSES, install_error_handlers
 from gateway.health import router as health_router
+from gateway.jobs.changes import JobChanges
 from gateway.jobs.reconciler import Reconciler
 from gateway.jobs.tracker import JobTracker
 from gateway.ledger.endpoints import router as reports_router
@@ -41,6 +43,8 @@ class AppContext(Core):
     pool: UpstreamPool
     instance_id: str
     tracker: JobTracker
+    # Waits on jobs for the requests that hold a connection open on one (chat completions).
+    changes: JobChanges
     store: ContentStore
     # Rendered videos by id (with their owner's token id).
     videos: TTLCache[tuple[str, bytes]]
@@ -58,13 +62,23 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
             # never is (a revocation from another process must take effect within cache_s).
             videos: TTLCache[tuple[str, bytes]] = TTLCache(settings.cache_s,
                                                            serve_stale_s=settings.cache_s)
+
+            def changed(job_id: str) -> None:
+                videos.drop(job_id)
+                changes.notify(job_id)
+
             tracker = JobTracker(settings, core.engine, core.sessions, pool, instance_id,
-                                 on_completed=store.keep, on_changed=videos.drop)
+                                 on_completed=store.keep, on_changed=changed)
+            changes = JobChanges.of_database(core.sessions, tracker.refresh,
+                                             refresh_after_s=settings.jobs.refresh_after_s,
+                                             reread_s=settings.chat.progress_every_s)
             yield AppContext(
                 settings=settings, engine=core.engine, sessions=core.sessions,
                 hash_key=core.hash_key, tokens=core.tokens, pool=pool,
-                instance_id=instance_id, tracker=tracker, store=store, videos=videos,
+                instance_id=instance_id, tracker=tracker, changes=changes, store=store,
+                videos=videos,
             )
+            await changes.close()
             await store.close()
         finally:
             await pool.aclose()
@@ -106,7 +120,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.add_middleware(PollFastPath)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_upload_bytes)
     for router in (videos_router, me_router, tokens_router, admin_videos_router, reports_router,
-                   webhooks_router, console_router):
+                   webhooks_router, console_router, chat_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(health_router)
     return app

@@ -11,8 +11,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.chat.config import ChatConfig
 from gateway.ledger.pricing import MAX_USD
-from gateway.ledger.sizes import parse_size
+from gateway.ledger.sizes import offered, parse_size
 from gateway.webhooks.config import WebhooksConfig
 
 BillingMode = Literal["per_second", "per_call"]
@@ -164,6 +165,7 @@ class Settings(_Strict):
     content_store: ContentStoreConfig = Field(default_factory=ContentStoreConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
     groups: dict[str, GroupConfig] = Field(
         default_factory=lambda: {
             "default": GroupConfig(billing_modes=["per_second", "per_call"]),
@@ -188,7 +190,25 @@ class Settings(_Strict):
                 if model not in self.known_models:
                     raise ValueError(f"upstreams[{index}].models: {model!r} has no price")
         self._check_prices()
+        self._check_aliases()
         return self
+
+    def _check_aliases(self) -> None:
+        """Every chat alias names a job the gateway can price: a priced model, a size and a
+        length it offers."""
+        for name, alias in self.chat.aliases.items():
+            key = f"chat.aliases.{name}"
+            if name in self.known_models:
+                raise ValueError(f"{key}: an alias may not share a model's name")
+            if alias.model not in self.known_models:
+                raise ValueError(f"{key}.model: {alias.model!r} has no price")
+            table = self.pricing.per_second.get(alias.model)
+            if (offered(table, alias.size) if table else parse_size(alias.size)) is None:
+                raise ValueError(f"{key}.size: {alias.size!r} is not offered for "
+                                 f"{alias.model!r}")
+            if alias.seconds not in self.seconds_for(alias.model):
+                raise ValueError(f"{key}.seconds: {alias.seconds} is not offered for "
+                                 f"{alias.model!r}")
 
     def _check_prices(self) -> None:
         """Refuse a config that could price one job past what a token may hold."""

@@ -41,6 +41,9 @@ UPSTREAM_FAILOVERS = Counter("gateway_upstream_failovers_total",
 STORED_VIDEOS = Counter("gateway_stored_videos_total",
                         "Finished videos copied to the gateway's content store, by outcome.",
                         ["outcome"], registry=REGISTRY)
+WATCHED_JOBS = Gauge("gateway_watched_jobs",
+                     "Jobs a held-open request (a chat completion) is waiting on.",
+                     registry=REGISTRY)
 POLL_FAILURES = Counter("gateway_poll_failures_total", "Upstream polls that failed.",
                         ["upstream"], registry=REGISTRY)
 WEBHOOK_DELIVERIES = Counter(

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any, Protocol
 
 import uvicorn
@@ -72,6 +73,13 @@ def iter_content(
 def expected_content(job_id: str, size: int) -> bytes:
     """The whole video a job serves; meant for comparing small downloads in tests."""
     return b"".join(iter_content(job_id, size, 0, size))
+
+
+@cache
+def playable_content() -> bytes:
+    """What a ``[playable]`` job serves: a real one-second H.264 MP4 (64x36), for clients
+    that decode the video (a browser's ``<video>``), where the byte stream would not do."""
+    return (Path(__file__).parent / "simulators" / "playable.mp4").read_bytes()
 
 
 @cache
@@ -167,6 +175,8 @@ def _ranged(request: Request, total: int, media_type: str, job: Served | None) -
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{total}"
     if job is None:
         body: Iterator[bytes] = iter([_image_bytes(media_type.split("/")[1].upper())[start:end]])
+    elif "playable" in job.directives:
+        body = iter([playable_content()[start:end]])
     else:
         body = iter_content(job.id, total, start, end)
         if "content-break" in job.directives:
@@ -379,7 +389,8 @@ class _Simulator:
             id=f"sim_{uuid.uuid4().hex}",
             key=request.state.api_key,
             duration=float(directives.get("duration") or self.duration_s),
-            content_size=int(directives.get("size") or self.content_size),
+            content_size=len(playable_content()) if "playable" in directives
+            else int(directives.get("size") or self.content_size),
             directives=directives,
             **body,
         )

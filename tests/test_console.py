@@ -7,7 +7,6 @@ skip only when Chromium or the Playwright package is not installed on the machin
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,19 +21,17 @@ import pytest
 
 from gateway.simulator import expected_content
 from tests.conftest import wait_for
+from tests.support.browser import chromium
 from tests.support.servers import ADMIN_TOKEN, Gateway, Simulator
 
 try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # the browser tests skip below
-    expect = sync_playwright = None  # type: ignore[assignment]
+    from playwright.sync_api import expect
+except ImportError:  # the browser tests skip (tests.support.browser)
+    expect = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 CONTENT_SIZE = 4096
 WEBHOOK_URL = "https://93.184.215.14/hooks"
 ASSET_TYPES = {
@@ -207,16 +204,8 @@ def traffic(gateway: Gateway, simulator: Simulator) -> Traffic:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.skip("the playwright package is not installed")
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, headless=True,
-                                              args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @contextmanager

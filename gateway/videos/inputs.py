@@ -237,26 +237,40 @@ def _metadata(fields: dict[str, Any]) -> str | None:
     raise InvalidRequest("'metadata' must be a JSON object.", param="metadata")
 
 
-def _data_url(url: str) -> bytes:
+def _data_url(url: str, param: str) -> bytes:
     header, _, payload = url.partition(",")
+    name = f"'{param}.image_url'" if param == "input_reference" else f"The image in '{param}'"
     if ";base64" not in header:
-        raise InvalidRequest("'input_reference.image_url' data URLs must be base64.",
-                             param="input_reference")
+        raise InvalidRequest(f"{name} data URLs must be base64.", param=param)
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidRequest("'input_reference.image_url' is not valid base64.",
-                             param="input_reference") from exc
+        raise InvalidRequest(f"{name} is not valid base64.", param=param) from exc
 
 
-async def _decoded(data: bytes, size: str) -> str:
+async def _decoded(data: bytes, size: str, param: str = "input_reference") -> str:
     # Decoding takes milliseconds of CPU per image (Pillow lets go of the GIL meanwhile): off
     # the event loop, so the polls in flight are not kept waiting.
-    return await asyncio.to_thread(check_image, data, size)
+    return await asyncio.to_thread(check_image, data, size, param=param)
 
 
-async def _reference(fields: dict[str, Any], size: str) -> tuple[ImageFile | None,
-                                                                  dict[str, str] | None]:
+Reference = tuple[ImageFile | None, dict[str, str] | None]
+
+
+async def image_reference(url: object, size: str, *,
+                          param: str = "input_reference") -> Reference | None:
+    """An input reference given by URL: a ``data:`` URL decoded and checked against ``size``,
+    an http(s) URL passed on for the upstream to fetch. None if ``url`` is neither."""
+    if isinstance(url, str) and url.startswith("data:"):
+        data = _data_url(url, param)
+        content_type = await _decoded(data, size, param)
+        return ImageFile(data, "input_reference", content_type), None
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        return None, {"image_url": url}
+    return None
+
+
+async def _reference(fields: dict[str, Any], size: str) -> Reference:
     value = fields.get("input_reference")
     if value is None or value == "":
         return None, None
@@ -267,13 +281,8 @@ async def _reference(fields: dict[str, Any], size: str) -> tuple[ImageFile | Non
     if isinstance(value, dict):
         if isinstance(value.get("file_id"), str) and value["file_id"]:
             return None, {"file_id": value["file_id"]}
-        url = value.get("image_url")
-        if isinstance(url, str) and url.startswith("data:"):
-            data = _data_url(url)
-            content_type = await _decoded(data, size)
-            return ImageFile(data, "input_reference", content_type), None
-        if isinstance(url, str) and url.startswith(("http://", "https://")):
-            return None, {"image_url": url}
+        if (reference := await image_reference(value.get("image_url"), size)) is not None:
+            return reference
     raise InvalidRequest(
         "'input_reference' must be an image file, {\"image_url\": ...} or {\"file_id\": ...}.",
         param="input_reference",
