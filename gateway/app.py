@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from gateway import __version__
+from gateway.archive.archiver import Archiver
+from gateway.archive.config import ArchiveConfig, open_store
 from gateway.cache import TTLCache
 from gateway.config import Settings
 from gateway.console.endpoints import router as console_router
@@ -26,9 +29,10 @@ from gateway.tokens.me import router as me_router
 from gateway.upstreams.pool import UpstreamPool
 from gateway.videos.admin import router as admin_videos_router
 from gateway.videos.endpoints import router as videos_router
-from gateway.videos.store import ContentStore
 from gateway.webhooks.endpoints import router as webhooks_router
 from gateway.webhooks.worker import DeliveryWorker
+
+log = logging.getLogger("gateway.app")
 
 
 @dataclass
@@ -40,7 +44,7 @@ class AppContext(Core):
     pool: UpstreamPool
     instance_id: str
     tracker: JobTracker
-    store: ContentStore
+    archive: Archiver
     # Rendered videos by id (with their owner's token id).
     videos: TTLCache[tuple[str, bytes]]
 
@@ -50,23 +54,38 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
     """Build a serving process's long-lived resources (the app's lifespan)."""
     async with open_core(settings) as core:
         pool = UpstreamPool(settings)
+        store = open_store(settings.archive)
         try:
             instance_id = "gw_" + secrets.token_hex(6)
-            store = ContentStore(settings.content_store, core.sessions, pool)
             # A poll may be answered from a slightly stale entry while it is refreshed; a token
             # never is (a revocation from another process must take effect within cache_s).
             videos: TTLCache[tuple[str, bytes]] = TTLCache(settings.cache_s,
                                                            serve_stale_s=settings.cache_s)
             tracker = JobTracker(settings, core.engine, core.sessions, pool, instance_id,
-                                 on_completed=store.keep, on_changed=videos.drop)
+                                 on_changed=videos.drop)
+            archive = Archiver(settings, core.sessions, pool, store, instance_id,
+                               on_changed=videos.drop)
             yield AppContext(
                 settings=settings, engine=core.engine, sessions=core.sessions,
                 hash_key=core.hash_key, tokens=core.tokens, pool=pool,
-                instance_id=instance_id, tracker=tracker, store=store, videos=videos,
+                instance_id=instance_id, tracker=tracker, archive=archive, videos=videos,
             )
-            await store.close()
+            await archive.stop()
         finally:
+            await store.aclose()
             await pool.aclose()
+
+
+def warn_deprecated(settings: Settings) -> None:
+    old = settings.content_store
+    if old is None:
+        return
+    aliased = settings.archive == ArchiveConfig.model_validate(old.as_archive())
+    log.warning("the content_store: section is deprecated and will stop being read in the "
+                "next release; use archive: (dir, retention_days) instead"
+                + ("" if aliased else "; archive: is set too and wins")
+                + ("" if old.enabled else "; content_store.enabled: false is ignored, every "
+                   "finished video is archived"))
 
 
 def _freeze_startup_objects() -> None:
@@ -85,7 +104,8 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_context(settings) as ctx:
             app.state.ctx = ctx
-            reconciler = Reconciler(ctx.tracker, ctx.store)
+            warn_deprecated(settings)
+            reconciler = Reconciler(ctx.tracker, ctx.archive)
             app.state.reconciler = reconciler
             webhooks = DeliveryWorker(settings.webhooks, ctx.sessions, ctx.instance_id)
             if run_reconciler:

@@ -12,13 +12,13 @@ from typing import Annotated, Protocol
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.archive.archiver import Archiver
 from gateway.cache import TTLCache
 from gateway.config import Settings
 from gateway.jobs.tracker import JobTracker
 from gateway.tokens.auth import get_context
 from gateway.tokens.models import Token
 from gateway.upstreams.pool import UpstreamPool
-from gateway.videos.store import ContentStore
 
 
 class VideoDeps(Protocol):
@@ -37,7 +37,7 @@ class VideoDeps(Protocol):
     @property
     def tracker(self) -> JobTracker: ...
     @property
-    def store(self) -> ContentStore: ...
+    def archive(self) -> Archiver: ...
     @property
     def instance_id(self) -> str: ...
     # Rendered videos by id (with their owner's token id).
