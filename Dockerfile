@@ -9,9 +9,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY migrations ./migrations
-# /data/content exists in the image so a named volume mounted there starts out owned by the
+# /data/archive exists in the image so a named volume mounted there starts out owned by the
 # gateway user (compose shares one between the replicas).
-RUN pip install . && useradd --create-home --uid 10001 gateway && mkdir -p /data/content \
+RUN pip install . && useradd --create-home --uid 10001 gateway && mkdir -p /data/archive \
     && chown -R gateway /data
 
 USER gateway

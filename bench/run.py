@@ -72,7 +72,7 @@ def gateway(workdir: Path, upstreams: list[str], *, workers: int = 1, db: str | 
         "admin_token": ADMIN,
         "database_url": f"sqlite+aiosqlite:///{workdir}/{db or f'gateway-{port}.db'}",
         "log_level": "WARNING", "max_upload_mb": 20,
-        "content_store": {"enabled": False},
+        "archive": {"dir": str(workdir / f"archive-{port}")},
         "jobs": {"poll_interval_s": 10, "refresh_after_s": 2, **jobs},
         "groups": {"official": {"billing_modes": ["per_second"]}},
         "upstreams": [{"name": f"up{i}", "base_url": f"{url}/v1", "api_key": "sk-fake",

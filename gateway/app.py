@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from gateway import __version__
+from gateway.archive.archiver import Archiver
+from gateway.archive.config import ArchiveConfig, open_store
 from gateway.cache import TTLCache
 from gateway.chat.endpoints import router as chat_router
 from gateway.config import Settings
@@ -29,9 +32,10 @@ from gateway.upstreams.pool import UpstreamPool
 from gateway.videos.admin import router as admin_videos_router
 from gateway.videos.endpoints import router as videos_router
 from gateway.videos.polls import PollFastPath
-from gateway.videos.store import ContentStore
 from gateway.webhooks.endpoints import router as webhooks_router
 from gateway.webhooks.worker import DeliveryWorker
+
+log = logging.getLogger("gateway.app")
 
 
 @dataclass
@@ -45,7 +49,7 @@ class AppContext(Core):
     tracker: JobTracker
     # Waits on jobs for the requests that hold a connection open on one (chat completions).
     changes: JobChanges
-    store: ContentStore
+    archive: Archiver
     # Rendered videos by id (with their owner's token id).
     videos: TTLCache[tuple[str, bytes]]
 
@@ -55,9 +59,9 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
     """Build a serving process's long-lived resources (the app's lifespan)."""
     async with open_core(settings) as core:
         pool = UpstreamPool(settings)
+        store = open_store(settings.archive)
         try:
             instance_id = "gw_" + secrets.token_hex(6)
-            store = ContentStore(settings.content_store, core.sessions, pool)
             # A poll may be answered from a slightly stale entry while it is refreshed; a token
             # never is (a revocation from another process must take effect within cache_s).
             videos: TTLCache[tuple[str, bytes]] = TTLCache(settings.cache_s,
@@ -68,20 +72,35 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
                 changes.notify(job_id)
 
             tracker = JobTracker(settings, core.engine, core.sessions, pool, instance_id,
-                                 on_completed=store.keep, on_changed=changed)
+                                 on_changed=changed)
             changes = JobChanges.of_database(core.sessions, tracker.refresh,
                                              refresh_after_s=settings.jobs.refresh_after_s,
                                              reread_s=settings.chat.progress_every_s)
+            archive = Archiver(settings, core.sessions, pool, store, instance_id,
+                               on_changed=changed)
             yield AppContext(
                 settings=settings, engine=core.engine, sessions=core.sessions,
                 hash_key=core.hash_key, tokens=core.tokens, pool=pool,
-                instance_id=instance_id, tracker=tracker, changes=changes, store=store,
+                instance_id=instance_id, tracker=tracker, changes=changes, archive=archive,
                 videos=videos,
             )
             await changes.close()
-            await store.close()
+            await archive.stop()
         finally:
+            await store.aclose()
             await pool.aclose()
+
+
+def warn_deprecated(settings: Settings) -> None:
+    old = settings.content_store
+    if old is None:
+        return
+    aliased = settings.archive == ArchiveConfig.model_validate(old.as_archive())
+    log.warning("the content_store: section is deprecated and will stop being read in the "
+                "next release; use archive: (dir, retention_days) instead"
+                + ("" if aliased else "; archive: is set too and wins")
+                + ("" if old.enabled else "; content_store.enabled: false is ignored, every "
+                   "finished video is archived"))
 
 
 def _freeze_startup_objects() -> None:
@@ -100,7 +119,8 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_context(settings) as ctx:
             app.state.ctx = ctx
-            reconciler = Reconciler(ctx.tracker, ctx.store)
+            warn_deprecated(settings)
+            reconciler = Reconciler(ctx.tracker, ctx.archive)
             app.state.reconciler = reconciler
             webhooks = DeliveryWorker(settings.webhooks, ctx.sessions, ctx.instance_id)
             if run_reconciler:

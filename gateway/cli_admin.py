@@ -280,10 +280,12 @@ def usage(
 
 
 def _job_table(jobs: list[AdminVideo]) -> Table:
-    table = Table("id", "token", "status", "model", "upstream", "age", "price", "settled")
+    table = Table("id", "token", "status", "model", "upstream", "age", "price", "settled",
+                  "archive")
     for job in jobs:
         table.add_row(job.id, job.token_id, job.status, job.model, job.upstream or "-",
-                      f"{job.age_s}s", job.price_usd, job.settlement or "held")
+                      f"{job.age_s}s", job.price_usd, job.settlement or "held",
+                      job.archive_state or "-")
     return table
 
 
@@ -292,17 +294,23 @@ def jobs_list(
     config: ConfigOption = None,
     status: Annotated[str | None, typer.Option(help="Stored status filter.")] = None,
     token_id: Annotated[str | None, typer.Option()] = None,
+    archive: Annotated[str | None, typer.Option(
+        help="Archive state filter: pending, stored, failed or expired.")] = None,
     limit: Annotated[int, typer.Option()] = 50,
     fmt: FormatOption = "table",
 ) -> None:
-    """Recent jobs with their upstream, age and money."""
+    """Recent jobs with their upstream, age, money and archive state."""
+    from gateway.archive.repository import STATES
     from gateway.db import now
+
+    if archive is not None and archive not in STATES:
+        raise fail(f"--archive must be one of {', '.join(STATES)}")
 
     async def action(ctx: Core) -> list[AdminVideo]:
         async with ctx.sessions() as session:
             jobs = await admin_page(session, token_id=token_id,
                                     statuses=[status] if status else [], after_seq=None,
-                                    limit=limit)
+                                    limit=limit, archive_state=archive)
         return [AdminVideo.of_job(job, now()) for job in jobs]
 
     jobs = run(config, action)

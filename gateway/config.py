@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.archive.config import ArchiveConfig
 from gateway.chat.config import ChatConfig
 from gateway.ledger.pricing import MAX_USD
 from gateway.ledger.sizes import offered, parse_size
@@ -48,11 +49,15 @@ class JobsConfig(_Strict):
 
 
 class ContentStoreConfig(_Strict):
-    """Finished videos are copied here, so they outlive the upstream's expiring links."""
+    """Deprecated: the ``archive:`` section's predecessor, read for one more release as an
+    alias of ``archive.dir`` and ``archive.retention_days``."""
 
     enabled: bool = True
     dir: str = "./content"
     retention_s: float = Field(7 * 24 * 3600, gt=0)
+
+    def as_archive(self) -> dict[str, Any]:
+        return {"backend": "local", "dir": self.dir, "retention_days": self.retention_s / 86400}
 
 
 class MetricsConfig(_Strict):
@@ -83,6 +88,8 @@ class GroupConfig(_Strict):
     multiplier: Decimal = Field(Decimal(1), gt=0)
     # Optional allow-list; by default a group may use every priced model.
     models: list[str] | None = None
+    # Days its stored videos are kept; unset: archive.retention_days; null: forever.
+    retention_days: float | None = Field(None, gt=0)
 
 
 class PricingConfig(_Strict):
@@ -162,7 +169,9 @@ class Settings(_Strict):
     log_level: str = "INFO"
     server: ServerConfig = Field(default_factory=ServerConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
-    content_store: ContentStoreConfig = Field(default_factory=ContentStoreConfig)
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
+    # Deprecated alias of ``archive`` (see ContentStoreConfig); ``archive`` wins when both are set.
+    content_store: ContentStoreConfig | None = None
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
@@ -176,6 +185,14 @@ class Settings(_Strict):
     # Seconds each model offers; the key "default" applies to models not named.
     seconds: dict[str, list[Seconds]] = Field(
         default_factory=lambda: {"default": DEFAULT_SECONDS})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _content_store_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("content_store") and "archive" not in data:
+            old = ContentStoreConfig.model_validate(data["content_store"])
+            data = {**data, "archive": old.as_archive()}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -234,6 +251,13 @@ class Settings(_Strict):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    def retention_days(self, group: str) -> float | None:
+        """Days a stored video of ``group`` is kept (None: forever)."""
+        config = self.groups.get(group)
+        if config is not None and "retention_days" in config.model_fields_set:
+            return config.retention_days
+        return self.archive.retention_days
 
     def seconds_for(self, model: str) -> list[int]:
         return self.seconds.get(model) or self.seconds.get("default") or DEFAULT_SECONDS

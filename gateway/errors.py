@@ -90,6 +90,18 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class RangeNotSatisfiable(GatewayError):
+    status = 416
+    type = "invalid_request_error"
+    code = "range_not_satisfiable"
+
+
+def unsatisfiable(content_range: str | None) -> RangeNotSatisfiable:
+    # Content-Range: bytes */size tells a resuming client how large the asset is.
+    headers = {"Content-Range": content_range} if content_range else None
+    return RangeNotSatisfiable("The requested range is outside the asset.", headers=headers)
+
+
 class VideoNotReady(GatewayError):
     status = 409
     type = "invalid_request_error"

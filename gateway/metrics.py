@@ -38,12 +38,18 @@ RECONCILER_LAG = Gauge("gateway_reconciler_lag_seconds",
 UPSTREAM_FAILOVERS = Counter("gateway_upstream_failovers_total",
                              "Creates an upstream failed, moving on to the next.", ["upstream"],
                              registry=REGISTRY)
-STORED_VIDEOS = Counter("gateway_stored_videos_total",
-                        "Finished videos copied to the gateway's content store, by outcome.",
-                        ["outcome"], registry=REGISTRY)
 WATCHED_JOBS = Gauge("gateway_watched_jobs",
                      "Jobs a held-open request (a chat completion) is waiting on.",
                      registry=REGISTRY)
+ARCHIVED_VIDEOS = Counter("gateway_archived_videos_total",
+                          "Finished videos the archive kept (stored) or gave up on (failed).",
+                          ["outcome"], registry=REGISTRY)
+ARCHIVE_RETRIES = Counter("gateway_archive_retries_total",
+                          "Archive copies that failed and were scheduled again.",
+                          registry=REGISTRY)
+ARCHIVE_FAILURES = Counter("gateway_archive_failures_total",
+                           "Videos that could not be archived before their upstream link "
+                           "expired.", registry=REGISTRY)
 POLL_FAILURES = Counter("gateway_poll_failures_total", "Upstream polls that failed.",
                         ["upstream"], registry=REGISTRY)
 WEBHOOK_DELIVERIES = Counter(

@@ -1,6 +1,9 @@
 """In-memory simulator of an OpenAI-format video provider (``openai`` and ``compat`` dialects).
 
-Square-bracket directives in the prompt steer single jobs (failures, slow or broken responses);
+Square-bracket directives in the prompt steer single jobs (failures, slow or broken responses;
+besides those of ``gateway.simulators.common``: ``[content-fail:N]`` answers the job's first N
+downloads with 500, ``[content-delay:S]`` holds each download S seconds before answering, and
+``[expires:S]`` (openai) says the finished job's links die S seconds after completion);
 ``/_sim/...`` routes expose counters and let tests force state changes. The native vendor
 flavors (§8 of the spec) live in ``gateway.simulators`` and share this module's content stream,
 range handling and control routes.
@@ -200,6 +203,7 @@ class Job:
     forced: str | None = None
     forced_at: float | None = None
     deleted: bool = False
+    downloads: int = 0
     input_reference_bytes: int | None = None
     input_reference_json: Any = None
     metadata: str | None = None
@@ -232,6 +236,16 @@ class Job:
         summary["input_reference_bytes"] = self.input_reference_bytes or 0
         summary["status"] = "deleted" if self.deleted else self.phase(now)[0]
         return summary
+
+
+async def _download_fault(job: Job) -> Response | None:
+    """What ``[content-delay:S]`` and ``[content-fail:N]`` make of one download."""
+    job.downloads += 1
+    if "content-delay" in job.directives:
+        await asyncio.sleep(float(job.directives["content-delay"] or 1))
+    if job.downloads <= int(job.directives.get("content-fail") or 0):
+        return _upstream_failure(500)
+    return None
 
 
 def _directives(prompt: str) -> dict[str, str]:
@@ -355,7 +369,8 @@ class _Simulator:
             "remixed_from_video_id": job.remixed_from,
         }
         if self.flavor == "openai":
-            expires = completed_at + 3600 if completed_at and status == "completed" else None
+            lifetime = int(job.directives.get("expires") or 3600)
+            expires = completed_at + lifetime if completed_at and status == "completed" else None
             body.update(quality="standard", expires_at=expires)
             body["error"] = self.failure(job, request) if status == "failed" else None
             return body
@@ -438,6 +453,8 @@ class _Simulator:
             return _not_found(job_id)
         if job.phase(time.time())[0] != "completed":
             return _error(409, "Video is not ready yet.", "video_not_ready")
+        if (refusal := await _download_fault(job)) is not None:
+            return refusal
         variant = request.query_params.get("variant", "video")
         if variant == "video":
             return _ranged(request, job.content_size, "video/mp4", job)
@@ -455,6 +472,8 @@ class _Simulator:
             return Response("Not Found", status_code=404, media_type="text/plain")
         if "expire-url" in job.directives and now > finished + EXPIRING_URL_TTL_S:
             return Response("Expired", status_code=404, media_type="text/plain")
+        if (refusal := await _download_fault(job)) is not None:
+            return refusal
         return _ranged(request, job.content_size, "video/mp4", job)
 
     async def remix(self, request: Request) -> Response:

@@ -60,10 +60,10 @@ class TestComposeFile:
 
         assert settings.upstreams[0].base_url == "http://127.0.0.1:9100/v1"
 
-    def test_the_replicas_share_one_content_store(self) -> None:
+    def test_the_replicas_share_one_archive(self) -> None:
         services = _compose()["services"]
         mounts = [set(services[name]["volumes"]) for name in GATEWAYS]
-        assert "content:/data/content" in mounts[0] & mounts[1]
+        assert "archive:/data/archive" in mounts[0] & mounts[1]
 
     def test_the_proxy_cuts_off_slow_clients(self) -> None:
         nginx = _compose()["configs"]["nginx"]["content"]
@@ -74,7 +74,7 @@ class TestComposeFile:
     def test_no_local_config_database_or_repository_enters_the_image(self) -> None:
         ignored = (ROOT / ".dockerignore").read_text().split()
 
-        for entry in ("config.yaml", "*.db", ".git", "content", ".env"):
+        for entry in ("config.yaml", "*.db", ".git", "archive", ".env"):
             assert entry in ignored
 
 

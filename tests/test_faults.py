@@ -35,7 +35,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.simulator import create_simulator_app, expected_content
 from tests.conftest import wait_for
-from tests.support.checks import metric, samples
+from tests.support.observe import logged, metric, samples, wait_logged
 from tests.support.servers import (
     ADMIN_TOKEN,
     SIM_KEY,
@@ -73,29 +73,6 @@ def kinds(gw: Gateway, token_id: str) -> list[str]:
 
 def job_kinds(gw: Gateway, token_id: str, video_id: str) -> list[str]:
     return [entry["kind"] for entry in gw.ledger(token_id) if entry["job_id"] == video_id]
-
-
-def records(gw: Gateway) -> list[dict[str, Any]]:
-    """The gateway's JSON log lines (uvicorn's plain lines are skipped)."""
-    found = []
-    for line in gw.logs().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            found.append(record)
-    return found
-
-
-def logged(gw: Gateway, msg: str, **fields: Any) -> list[dict[str, Any]]:
-    return [record for record in records(gw)
-            if record.get("msg") == msg and all(record.get(k) == v for k, v in fields.items())]
-
-
-def wait_logged(gw: Gateway, msg: str, **fields: Any) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = wait_for(lambda: logged(gw, msg, **fields), timeout=10)
-    return found
 
 
 def reconcile_ok(gw: Gateway) -> None:
@@ -667,7 +644,7 @@ class TestRunningJobFaults:
         size = 1024 * 1024
         token_id, token = gw.create_token(balance_usd="2")
         client = sdk(gw, token)
-        failed_copies = metric(gw, "gateway_stored_videos_total", outcome="failed")
+        failed_copies = metric(gw, "gateway_archive_retries_total")
         prompt = tag("snaps") + f" [content-break] [size:{size}] [duration:0.3]"
         whole_prompt = tag("whole") + " [size:5000] [duration:0.3]"
 
@@ -708,14 +685,16 @@ class TestRunningJobFaults:
         assert client.videos.retrieve(video.id).status == "completed"
         assert money(gw, token_id) == ("1.200000", ZERO)
         assert kinds(gw, token_id) == ["topup", "hold", "hold", "capture", "capture"]
-        # The operator: the broken relay and the failed copy are both logged and counted.
+        # The operator: the broken relay is logged; the archive's failed copy is counted and
+        # tried again later (the video is not stored).
         broke = wait_logged(gw, "content stream broke", job_id=video.id)
         assert broke[0]["level"] == "warning"
-        wait_logged(gw, "could not store video", job_id=video.id)
-        wait_for(lambda: metric(gw, "gateway_stored_videos_total",
-                                outcome="failed") >= failed_copies + 1, timeout=5)
+        wait_logged(gw, "archiving will be retried", job_id=video.id)
+        wait_for(lambda: metric(gw, "gateway_archive_retries_total") >= failed_copies + 1,
+                 timeout=5)
         with gw.admin() as admin:
-            assert admin.get(f"/admin/videos/{video.id}").json()["content_stored"] is False
+            shown = admin.get(f"/admin/videos/{video.id}").json()
+        assert (shown["content_stored"], shown["archive_state"]) == (False, "pending")
         gw.assert_reconciles(token_id)
         reconcile_ok(gw)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.checks import metric
+from tests.support.observe import metric
 from tests.support.servers import Gateway
 
 ROUTE = "/v1/videos/{video_id}"

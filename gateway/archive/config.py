@@ -65,6 +65,18 @@ class ArchiveConfig(_Strict):
     redirect: bool = False
     # How long a stored video is kept unless its group says otherwise; None keeps it forever.
     retention_days: float | None = Field(7, gt=0)
+    # When the upstream does not say how long its links live, how long after completion a
+    # failing copy is retried before the video is given up as not archived.
+    give_up_after_s: float = Field(3 * 86400, gt=0)
+    # Videos copied at once by one process.
+    concurrency: int = Field(4, ge=1)
+    # A failed copy is tried again after this, doubling each time up to retry_max_s.
+    retry_after_s: float = Field(5.0, gt=0)
+    retry_max_s: float = Field(600.0, gt=0)
+    # How often the retention sweeper looks for videos past their time.
+    sweep_every_s: float = Field(300.0, gt=0)
+    # How long a redirect's presigned URL works: enough to start the download.
+    redirect_expires_s: int = Field(300, ge=1, le=7 * 86400)
 
     @model_validator(mode="after")
     def _backend_settings(self) -> ArchiveConfig:

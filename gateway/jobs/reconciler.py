@@ -12,11 +12,11 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+from gateway.archive.archiver import Archiver
 from gateway.db import now
 from gateway.jobs.tracker import JobTracker
 from gateway.videos.models import Job
 from gateway.videos.repository import JobRepository
-from gateway.videos.store import ContentStore
 
 log = logging.getLogger("gateway.reconciler")
 
@@ -24,13 +24,12 @@ BATCH = 200
 # Batches polled at once: while one waits on upstreams, the next is claimed and sent. The
 # per-upstream cap (jobs.poll_concurrency) still bounds what each upstream sees.
 BATCHES_IN_FLIGHT = 4
-SWEEP_EVERY_S = 300.0
 
 
 class Reconciler:
-    def __init__(self, tracker: JobTracker, store: ContentStore | None = None) -> None:
+    def __init__(self, tracker: JobTracker, archive: Archiver | None = None) -> None:
         self.tracker = tracker
-        self.store = store
+        self.archive = archive
         self.settings = tracker.settings
         self._task: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
@@ -56,16 +55,28 @@ class Reconciler:
     async def _run(self) -> None:
         swept_at = 0.0
         while True:
-            if now() - swept_at > SWEEP_EVERY_S and self.store is not None:
-                swept_at = now()
-                self.store.sweep()
             try:
                 while await self._start_batch() >= BATCH:
                     pass
             except Exception:
                 log.exception("reconciler cycle failed")
+            if self.archive is not None:
+                swept_at = await self._archive(swept_at)
             self.last_cycle_at = now()
             await asyncio.sleep(self.tick_s)
+
+    async def _archive(self, swept_at: float) -> float:
+        """Start copying the videos due a try; sweep retention now and then. Returns when the
+        last sweep ran. Neither waits on a copy: archiving never holds up polling."""
+        assert self.archive is not None
+        try:
+            await self.archive.run_due()
+            if now() - swept_at > self.archive.config.sweep_every_s:
+                swept_at = now()
+                await self.archive.sweep()
+        except Exception:
+            log.exception("archive cycle failed")
+        return swept_at
 
     async def _start_batch(self) -> int:
         """Claim a batch of due jobs and start polling it; returns how many were claimed."""

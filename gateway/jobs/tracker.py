@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.archive import policy as archive
 from gateway.cache import SingleFlight
 from gateway.config import Settings
 from gateway.db import now, transact
@@ -60,10 +61,8 @@ def state_of(job: Job, at: float, max_age_s: float) -> JobState:
 class JobTracker:
     def __init__(self, settings: Settings, engine: AsyncEngine,
                  sessions: async_sessionmaker[AsyncSession], pool: UpstreamPool, owner: str,
-                 on_completed: Callable[[str], None] | None = None,
                  on_changed: Callable[[str], None] | None = None) -> None:
         self.settings = settings
-        self.on_completed = on_completed
         self.on_changed = on_changed or (lambda _job_id: None)
         self.engine = engine
         self.sessions = sessions
@@ -228,10 +227,13 @@ class JobTracker:
         }
         if isinstance(outcome, Completed):
             video = outcome.asset("video")
-            if video is not None and video.url:
-                values["content_url"] = video.url
-            values.update(completed_at=outcome.completed_at or at, expires_at=outcome.expires_at,
-                          cost_micros=self.upstream_cost(job, outcome))
+            content_url = video.url if video is not None and video.url else job.content_url
+            completed_at = outcome.completed_at or at
+            values.update(completed_at=completed_at, expires_at=outcome.expires_at,
+                          content_url=content_url, cost_micros=self.upstream_cost(job, outcome))
+            # In the transaction that captures: a crash right after still archives the video.
+            values.update(archive.pending(outcome, completed_at, content_url,
+                                          self.settings.archive.give_up_after_s))
         elif transition.ends:
             values.update(completed_at=at, error_code=transition.error_code,
                           error_message=transition.error_message,
@@ -245,8 +247,6 @@ class JobTracker:
         self.on_changed(job.id)
         if transition.ends:
             log.info("job ended", extra={"job_id": job.id, "status": transition.status})
-        if transition.status == "completed" and self.on_completed is not None:
-            self.on_completed(job.id)
 
     async def end(self, job: Job, ending: Ending, *, deleted: bool = False) -> bool:
         """End an unfinished job on the gateway's own authority and refund its hold."""

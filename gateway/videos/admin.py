@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.archive.repository import STATES as ARCHIVE_STATES
+from gateway.archive.repository import STORED
 from gateway.db import now
 from gateway.errors import InvalidRequest, NotFound
 from gateway.ledger.pricing import micros_to_usd
@@ -33,6 +35,9 @@ class AdminVideo(Video):
     settlement: str | None
     deleted: bool
     content_stored: bool
+    # The gateway's own copy: null until completed, then pending, stored, failed or expired.
+    archive_state: str | None
+    archive_attempts: int
     age_s: int
     # The upstream's own words about a failure (less our keys): the operator's only.
     upstream_error: str | None
@@ -43,7 +48,9 @@ class AdminVideo(Video):
                    billing_mode=job.billing_mode, kind=job.kind, upstream=job.upstream,
                    price_usd=micros_to_usd(job.price_micros), settlement=job.settlement,
                    deleted=job.deleted_at is not None,
-                   content_stored=job.content_file is not None, age_s=int(at - job.created_at),
+                   content_stored=job.archive_state == STORED,
+                   archive_state=job.archive_state, archive_attempts=job.archive_attempts or 0,
+                   age_s=int(at - job.created_at),
                    upstream_error=job.upstream_error)
 
 
@@ -57,18 +64,21 @@ class AdminVideoList(BaseModel):
 
 @router.get("", response_model=AdminVideoList)
 async def list_videos(ctx: Context, token_id: str | None = None, status: str | None = None,
-                      after: str | None = None,
+                      archive: str | None = None, after: str | None = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50) -> AdminVideoList:
     if status is not None and status not in PUBLIC_TO_STORED:
         raise InvalidRequest(f"'status' must be one of {', '.join(PUBLIC_TO_STORED)}.",
                              param="status")
+    if archive is not None and archive not in ARCHIVE_STATES:
+        raise InvalidRequest(f"'archive' must be one of {', '.join(ARCHIVE_STATES)}.",
+                             param="archive")
     async with ctx.sessions() as session:
         after_seq = await seq_of(session, after) if after else None
         if after and after_seq is None:
             raise NotFound(f"No video found with id '{after}'.", param="after")
         jobs = await admin_page(session, token_id=token_id,
                                 statuses=PUBLIC_TO_STORED[status] if status else [],
-                                after_seq=after_seq, limit=limit + 1)
+                                archive_state=archive, after_seq=after_seq, limit=limit + 1)
     at = now()
     data = [AdminVideo.of_job(job, at) for job in jobs[:limit]]
     return AdminVideoList(data=data, first_id=data[0].id if data else None,

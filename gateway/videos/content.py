@@ -1,4 +1,5 @@
-"""Streaming a finished video's assets from its upstream, chunk by chunk, with Range."""
+"""A finished video's assets: from the archive once stored, else streamed from its upstream
+chunk by chunk, with Range."""
 
 from __future__ import annotations
 
@@ -7,12 +8,20 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
-import anyio
 from starlette.responses import Response, StreamingResponse
 
-from gateway.errors import GatewayError, InvalidRequest, NotFound
+from gateway.archive import serving as archived
+from gateway.archive.policy import VARIANTS, media_type
+from gateway.archive.repository import EXPIRED, STORED
+from gateway.archive.storage import ByteRange as BlobRange
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    RangeNotSatisfiable,
+    unsatisfiable,
+)
 from gateway.upstreams.base import UpstreamError, UpstreamGone
 from gateway.upstreams.flavor import ContentStream
 from gateway.videos.deps import VideoDeps
@@ -20,16 +29,9 @@ from gateway.videos.models import Job
 
 log = logging.getLogger("gateway.content")
 
-CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
-_GENERIC_TYPES = {"", "application/octet-stream", "application/binary", "binary/octet-stream"}
+# Once stored, a job's content comes from the archive only (an expired one is gone).
+ARCHIVED = (STORED, EXPIRED)
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-FILE_CHUNK = 256 * 1024
-
-
-class RangeNotSatisfiable(GatewayError):
-    status = 416
-    type = "invalid_request_error"
-    code = "range_not_satisfiable"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,16 @@ class ByteRange:
         first, last = (int(group) if group else None for group in match.groups())
         return cls(first, last)
 
+    def blob_range(self) -> BlobRange:
+        """The same range, as the archive's store reads it."""
+        if self.start is None:
+            if not self.end:  # "bytes=-0": no byte at all
+                raise unsatisfiable(None)
+            return BlobRange.last(self.end)
+        if self.end is not None and self.end < self.start:
+            raise unsatisfiable(None)
+        return BlobRange(self.start, self.end)
+
     def bounds(self, total: int) -> tuple[int, int]:
         """Inclusive byte positions within an asset of ``total`` bytes."""
         if self.start is None:
@@ -56,34 +68,6 @@ class ByteRange:
         if start > end or start >= total:
             raise unsatisfiable(f"bytes */{total}")
         return start, end
-
-
-def unsatisfiable(content_range: str | None) -> RangeNotSatisfiable:
-    # Content-Range: bytes */size tells a resuming client how large the asset is.
-    headers = {"Content-Range": content_range} if content_range else None
-    return RangeNotSatisfiable("The requested range is outside the asset.", headers=headers)
-
-
-async def _read_file(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
-    async with await anyio.open_file(path, "rb") as file:
-        await file.seek(start)
-        remaining = end + 1 - start
-        while remaining > 0:
-            chunk = await file.read(min(FILE_CHUNK, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
-            yield chunk
-
-
-def _from_store(path: Path, wanted: ByteRange | None) -> Response:
-    total = path.stat().st_size
-    start, end = wanted.bounds(total) if wanted else (0, total - 1)
-    headers = {"accept-ranges": "bytes", "content-length": str(end + 1 - start)}
-    if wanted is not None:
-        headers["content-range"] = f"bytes {start}-{end}/{total}"
-    return StreamingResponse(_read_file(path, start, end), status_code=206 if wanted else 200,
-                             headers=headers, media_type=CONTENT_TYPES["video"])
 
 
 async def _slice(chunks: AsyncGenerator[bytes, None], start: int,
@@ -113,21 +97,16 @@ async def _relay(stream: ContentStream, stack: AsyncExitStack,
         await stack.aclose()
 
 
-def _content_type(stream: ContentStream, variant: str) -> str:
-    given = (stream.content_type or "").split(";")[0].strip().lower()
-    return CONTENT_TYPES[variant] if given in _GENERIC_TYPES else given
-
-
-async def stream_content(ctx: VideoDeps, job: Job, variant: str,
-                         range_header: str | None) -> Response:
-    if variant not in CONTENT_TYPES:
+async def stream_content(ctx: VideoDeps, job: Job, variant: str, range_header: str | None,
+                         if_none_match: str | None = None) -> Response:
+    if variant not in VARIANTS:
         raise InvalidRequest("'variant' must be video, thumbnail or spritesheet.",
                              param="variant")
     # A Range that is not one "bytes=a-b" is ignored, as RFC 9110 asks: the whole asset.
     wanted = ByteRange.parse(range_header)
-    stored = ctx.store.path(job) if variant == "video" else None
-    if stored is not None:
-        return _from_store(stored, wanted)
+    if job.archive_state in ARCHIVED:
+        blob_range = wanted.blob_range() if wanted is not None else None
+        return await archived.serve(ctx.archive, job, variant, blob_range, if_none_match)
     assert job.upstream is not None
     assert job.upstream_id is not None
     placement = ctx.pool.placement(job.upstream, job.upstream_key_index)
@@ -171,4 +150,4 @@ async def stream_content(ctx: VideoDeps, job: Job, variant: str,
                         "content-range": f"bytes {start}-{end}/{total}"})
         status = 206
     return StreamingResponse(body, status_code=status, headers=headers,
-                             media_type=_content_type(response, variant))
+                             media_type=media_type(response.content_type, variant))

@@ -12,12 +12,12 @@ from typing import Annotated, Protocol
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.archive.archiver import Archiver
 from gateway.cache import TTLCache
 from gateway.config import Settings
 from gateway.jobs.tracker import JobTracker
 from gateway.tokens.auth import TokenChecks, get_context
 from gateway.upstreams.pool import UpstreamPool
-from gateway.videos.store import ContentStore
 
 
 class VideoDeps(TokenChecks, Protocol):
@@ -30,7 +30,7 @@ class VideoDeps(TokenChecks, Protocol):
     @property
     def tracker(self) -> JobTracker: ...
     @property
-    def store(self) -> ContentStore: ...
+    def archive(self) -> Archiver: ...
     @property
     def instance_id(self) -> str: ...
     # Rendered videos by id (with their owner's token id).

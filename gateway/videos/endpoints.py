@@ -102,6 +102,7 @@ async def download_content(
     video_id: str, request: Request, ctx: Context,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
     range_header: Annotated[str | None, Header(alias="Range")] = None,
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
     expires: str | None = None, signature: str | None = None,
 ) -> Response:
     if expires is None and signature is None:
@@ -110,7 +111,7 @@ async def download_content(
     else:  # a signed link: it is the credential, for this video and variant only
         _linker(ctx).check(video_id, variant, expires, signature, now())
         job = await shared_video(ctx, video_id)
-    return await stream_content(ctx, job, variant, range_header)
+    return await stream_content(ctx, job, variant, range_header, if_none_match)
 
 
 @router.post("/{video_id}/share", response_model=SharedLink)

@@ -30,6 +30,8 @@ class Job(Base):
         Index("uq_jobs_token_id_idempotency_key", "token_id", "idempotency_key", unique=True),
         CheckConstraint(f"price_micros >= 0 AND price_micros <= {MAX_MICROS}",
                         name="price_within_bound"),
+        Index("ix_jobs_archive_state_archive_next_at", "archive_state", "archive_next_at"),
+        Index("ix_jobs_archive_state_retain_until", "archive_state", "retain_until"),
     )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -79,6 +81,21 @@ class Job(Base):
     deleted_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_until: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # The gateway's own copy (gateway.archive): None until the job completes, then pending,
+    # stored or failed; expired once retention swept it.
+    archive_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # What the upstream offered at completion: variant -> its download URL, or None when it is
+    # fetched through the flavor's content route.
+    archive_assets: Mapped[dict[str, str | None] | None] = mapped_column(JSON, nullable=True)
+    archive_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    archive_next_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    archive_lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    archive_lease_until: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # When the upstream's links die: retries stop here.
+    archive_deadline: Mapped[float | None] = mapped_column(Double, nullable=True)
+    archived_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # None with archive_state stored: kept forever.
+    retain_until: Mapped[float | None] = mapped_column(Double, nullable=True)
 
 
 

@@ -157,10 +157,13 @@ class JobRepository:
 
 
 async def admin_page(session: AsyncSession, *, token_id: str | None, statuses: Sequence[str],
-                     after_seq: int | None, limit: int) -> Sequence[Job]:
+                     after_seq: int | None, limit: int,
+                     archive_state: str | None = None) -> Sequence[Job]:
     query = select(Job)
     if token_id:
         query = query.where(Job.token_id == token_id)
+    if archive_state:
+        query = query.where(Job.archive_state == archive_state)
     if statuses:
         query = query.where(Job.status.in_(statuses))
     if after_seq is not None:

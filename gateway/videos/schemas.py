@@ -22,6 +22,13 @@ def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
+def _expires_at(job: Job) -> float | None:
+    """Once archived, the gateway's retention; before, when the upstream's link dies."""
+    if job.archive_state in ("stored", "expired"):
+        return job.retain_until
+    return job.expires_at
+
+
 class Video(BaseModel):
     """OpenAI's Video object; every field is always present, null where unset."""
 
@@ -50,7 +57,7 @@ class Video(BaseModel):
             id=job.id, model=job.model,
             status=public_status(job.status),
             progress=job.progress, created_at=int(job.created_at),
-            completed_at=_int(job.completed_at), expires_at=_int(job.expires_at),
+            completed_at=_int(job.completed_at), expires_at=_int(_expires_at(job)),
             size=job.size, seconds=str(job.seconds), quality=job.quality, prompt=job.prompt,
             remixed_from_video_id=job.remixed_from_video_id, error=error,
         )

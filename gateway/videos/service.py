@@ -393,7 +393,7 @@ class VideoService:
         async with self.ctx.sessions() as session, session.begin():
             await JobRepository(session).update(job.id, Job.deleted_at.is_(None),
                                                 deleted_at=now())
-        self.ctx.store.remove(job)
+        await self.ctx.archive.remove(job.id)
         if cancel:
             await self.ctx.tracker.cancel_upstream(job)
 

@@ -270,6 +270,12 @@ class Gateway:
             self.process.kill()
             self.process.wait()
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `gateway ...` on the same config and database as this gateway."""
+        return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config",
+                               str(self.config_path)], capture_output=True, text=True,
+                              timeout=60, cwd=self.workdir, check=False)
+
     def logs(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
