@@ -90,8 +90,15 @@ def gateway(workdir: Path, upstreams: list[str], *, workers: int = 1, db: str | 
     process = spawn([sys.executable, "-m", "gateway.cli", "serve", "--config", str(path),
                      "--port", str(port), "--workers", str(workers)],
                     f"http://127.0.0.1:{port}/healthz",
-                    workdir / f"gateway-{port}.log", cwd=workdir)
+                    workdir / f"gateway-{port}.log", cwd=workdir, env=this_checkout())
     return f"http://127.0.0.1:{port}", process
+
+
+def this_checkout() -> dict[str, str]:
+    """The environment that makes a subprocess import this checkout's gateway package, not
+    whichever one is installed."""
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
 
 
 def litellm_python() -> Path:
