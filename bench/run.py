@@ -66,11 +66,15 @@ def fake_upstream(workdir: Path, *, content_mib: float = 64,
 
 
 def gateway(workdir: Path, upstreams: list[str], *, workers: int = 1, db: str | None = None,
+            database_url: str | None = None, extra: dict[str, Any] | None = None,
             **jobs: Any) -> tuple[str, subprocess.Popen[bytes]]:
+    """A gateway on SQLite (``db`` names the file) or on ``database_url``; ``extra`` adds
+    top-level settings (``webhooks:``, say), ``jobs`` the job settings."""
     port = free_port()
     config = {
         "admin_token": ADMIN,
-        "database_url": f"sqlite+aiosqlite:///{workdir}/{db or f'gateway-{port}.db'}",
+        "database_url": database_url
+        or f"sqlite+aiosqlite:///{workdir}/{db or f'gateway-{port}.db'}",
         "log_level": "WARNING", "max_upload_mb": 20,
         "archive": {"dir": str(workdir / f"archive-{port}")},
         "jobs": {"poll_interval_s": 10, "refresh_after_s": 2, **jobs},
@@ -79,14 +83,22 @@ def gateway(workdir: Path, upstreams: list[str], *, workers: int = 1, db: str | 
                        "groups": ["official"], "models": ["sora-2"], "timeout_s": 120}
                       for i, url in enumerate(upstreams)],
         "pricing": {"per_second": {"sora-2": {"720x1280": "0.10"}}},
+        **(extra or {}),
     }
     path = workdir / f"gateway-{port}.yaml"
     path.write_text(yaml.safe_dump(config))
     process = spawn([sys.executable, "-m", "gateway.cli", "serve", "--config", str(path),
                      "--port", str(port), "--workers", str(workers)],
                     f"http://127.0.0.1:{port}/healthz",
-                    workdir / f"gateway-{port}.log", cwd=workdir)
+                    workdir / f"gateway-{port}.log", cwd=workdir, env=this_checkout())
     return f"http://127.0.0.1:{port}", process
+
+
+def this_checkout() -> dict[str, str]:
+    """The environment that makes a subprocess import this checkout's gateway package, not
+    whichever one is installed."""
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
 
 
 def litellm_python() -> Path:

@@ -61,26 +61,33 @@ class DeliveryWorker:
             await self._client.aclose()
 
     async def _run(self) -> None:
+        reported_at = 0.0
         while True:
+            backlog = False
             try:
-                await self._report_queue()
-                await self._start_attempts()
+                # The queue's gauges read every pending row: once an interval, not per cycle.
+                if now() - reported_at >= self.config.poll_interval_s:
+                    reported_at = now()
+                    await self._report_queue()
+                backlog = await self._start_attempts()
             except Exception:
                 log.exception("webhook delivery cycle failed")
-            await self._wait()
+            await self._wait(backlog)
 
-    async def _wait(self) -> None:
-        """Sleep a poll interval, or less when every slot was busy and one frees up."""
-        if len(self._attempts) < self.config.concurrency:
-            await asyncio.sleep(self.config.poll_interval_s)
-        else:
+    async def _wait(self, backlog: bool) -> None:
+        """Sleep a poll interval, or only until a slot frees up while more events are due."""
+        if backlog and self._attempts:
             await asyncio.wait(self._attempts, timeout=self.config.poll_interval_s,
                                return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(self.config.poll_interval_s)
 
-    async def _start_attempts(self) -> None:
+    async def _start_attempts(self) -> bool:
+        """Claim due events for the free slots; True if every slot is taken (more may be due,
+        so the next claim is made as soon as a slot frees up rather than an interval later)."""
         free = self.config.concurrency - len(self._attempts)
         if free <= 0:
-            return
+            return True
         at = now()
         async with self.sessions() as session, session.begin():
             claimed = await DeliveryRepository(session).claim(
@@ -89,6 +96,7 @@ class DeliveryWorker:
             task = asyncio.create_task(self._attempt(delivery))
             self._attempts.add(task)
             task.add_done_callback(self._attempts.discard)
+        return len(claimed) == free
 
     async def _attempt(self, delivery: Claimed) -> None:
         try:
