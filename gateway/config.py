@@ -252,6 +252,13 @@ class Settings(_Strict):
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    @property
+    def legacy_content_dir(self) -> Path:
+        """Where the archive's predecessor kept its copies (``content_store.dir``, by default
+        ``./content``): the archive imports a job's copy from there before asking the
+        upstream, whose link may be long gone."""
+        return Path(self.content_store.dir if self.content_store else ContentStoreConfig().dir)
+
     def retention_days(self, group: str) -> float | None:
         """Days a stored video of ``group`` is kept (None: forever)."""
         config = self.groups.get(group)

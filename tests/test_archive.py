@@ -17,7 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic import command
 
+from gateway.migrate import alembic_config
 from gateway.simulator import expected_content
 from tests.conftest import wait_for
 from tests.support.archive import (
@@ -28,6 +30,7 @@ from tests.support.archive import (
     upstream_asset,
     wait_archive_state,
 )
+from tests.support.database import execute
 from tests.support.observe import logged, metric, wait_logged
 from tests.support.s3 import S3Server
 from tests.support.servers import Gateway, Simulator, base_config, upstream
@@ -292,6 +295,33 @@ class TestProcesses:
         assert redirect.headers["etag"] == quoted_sha256(expected)
         assert httpx.get(redirect.headers["location"]).content == expected
         assert hashlib.sha256(served).hexdigest() in redirect.headers["etag"]
+
+
+class TestUpgrade:
+    def test_a_video_finished_before_the_archive_is_imported_from_the_old_copy(
+            self, tmp_path: Path, sim: Simulator, compat_simulator: Simulator) -> None:
+        config = _config(sim, compat_simulator, {})
+        del config["archive"]
+        config["content_store"] = {"dir": "./content"}
+        gw = Gateway(tmp_path, config).start()
+        video_id, upstream_id, token = Archived(gw, sim, None).finished(_tag("old"))
+        wait_archive_state(gw, video_id)
+        gw.stop()
+        # The database as the release before the archive left it: the job completed, its
+        # video copied to content_store.dir, and the upstream's link since gone.
+        url = str(gw.config["database_url"])
+        command.downgrade(alembic_config(url), "0008")
+        old_copy = b"the copy the content store took" * 1000
+        (tmp_path / "content" / f"{video_id}.mp4").write_bytes(old_copy)
+        execute(url, f"UPDATE jobs SET content_file = '{video_id}.mp4' WHERE id = '{video_id}'")
+        forget_upstream(sim, upstream_id)
+
+        gw.start()  # migrates, and the archive takes the old copy in
+        try:
+            wait_archive_state(gw, video_id, timeout=30)
+            assert gw.client(token).videos.download_content(video_id).read() == old_copy
+        finally:
+            gw.stop()
 
 
 def admin_view_after_restart(gw: Gateway, video_id: str) -> str:

@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.archive import policy
 from gateway.archive.repository import ArchiveRepository
-from gateway.archive.storage import BlobStore, StorageError, Stored
+from gateway.archive.storage import CHUNK_SIZE, BlobStore, StorageError, Stored
 from gateway.config import Settings
 from gateway.db import now
 from gateway.metrics import ARCHIVE_FAILURES, ARCHIVE_RETRIES, ARCHIVED_VIDEOS
@@ -123,6 +125,11 @@ class Archiver:
                     url: str | None) -> tuple[Stored, str] | None:
         """Stream one asset from the upstream into the store; None when the upstream no
         longer has a picture it offered (it is simply not kept)."""
+        if variant == policy.REQUIRED and (legacy := self._legacy_copy(job)) is not None:
+            content_type = policy.media_type(None, variant)
+            key = policy.asset_key(job.id, variant, content_type)
+            return await self.store.put(key, _read(legacy), content_type,
+                                        expected_size=legacy.stat().st_size), content_type
         if job.upstream is None or job.upstream_id is None:
             raise CopyFailed("the job has no upstream")
         placement = self.pool.placement(job.upstream, job.upstream_key_index)
@@ -141,6 +148,13 @@ class Archiver:
                 raise
             return None
         return stored, content_type
+
+    def _legacy_copy(self, job: Job) -> Path | None:
+        """The copy the archive's predecessor took of this job's video, if it is still there."""
+        if not job.content_file:
+            return None
+        path = self.settings.legacy_content_dir / job.content_file
+        return path if path.is_file() else None
 
     async def _stored(self, job: Job) -> None:
         at = now()
@@ -212,3 +226,9 @@ class Archiver:
         if due:
             log.info("archive swept", extra={"expired": len(due)})
         return len(due)
+
+
+async def _read(path: Path) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as file:
+        while chunk := await file.read(CHUNK_SIZE):
+            yield chunk

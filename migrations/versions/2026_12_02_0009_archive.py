@@ -18,6 +18,8 @@ down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# archive.give_up_after_s's default, as it was when this revision was written.
+_GIVE_UP_AFTER_S = 3 * 24 * 3600.0
 _FLOATS = ("archive_next_at", "archive_lease_until", "archive_deadline", "archived_at",
            "retain_until")
 
@@ -36,6 +38,14 @@ def upgrade() -> None:
                               ["archive_state", "archive_next_at"], unique=False)
         batch_op.create_index("ix_jobs_archive_state_retain_until",
                               ["archive_state", "retain_until"], unique=False)
+    # Videos finished before the archive existed are archived too: from the copy the archive's
+    # predecessor took when there is one, else from the upstream while its link lasts (one
+    # try when it is long past: the operator then sees the job listed as failed).
+    op.execute(sa.text(
+        "UPDATE jobs SET archive_state = 'pending', archive_next_at = 0, "
+        "archive_deadline = COALESCE(expires_at, completed_at + :give_up, 0) "
+        "WHERE status = 'completed' AND deleted_at IS NULL"
+    ).bindparams(give_up=_GIVE_UP_AFTER_S))
     op.create_table(
         "archived_assets",
         sa.Column("job_id", sa.String(length=64), nullable=False),

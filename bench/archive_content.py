@@ -1,0 +1,122 @@
+"""Content served from the archive, against the same object fetched from the S3 server
+directly: first byte and throughput, and the gateway's memory while it archives the video.
+
+One fake upstream (bench/fake_upstream.py), one S3-compatible server (Ceph's RADOS Gateway,
+as the tests run it, or ``GATEWAY_TEST_S3_URL``), and two gateways: one archiving to a local
+directory, one to the S3 bucket. Each is given a finished video of ``--size-mib``; the
+gateway's RSS is sampled while it archives it, then the video is downloaded from the gateway
+(served from its archive) and, as the baseline, straight from the bucket with a presigned URL.
+
+    python bench/archive_content.py                 # 256 MiB
+    python bench/archive_content.py --size-mib 1024 # the 1 GiB memory check
+    python bench/archive_content.py --quick         # 64 MiB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from bench.run import (  # noqa: E402
+    ADMIN,
+    MIB,
+    Target,
+    download,
+    fake_upstream,
+    gateway,
+    peak_rss,
+    setup_gateway_token,
+    stop,
+)
+from tests.support.s3 import S3Server, running_s3_server  # noqa: E402
+
+
+def _archived(target: Target, video_id: str, timeout: float = 600) -> None:
+    """Wait until the gateway says the video is stored in its archive."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{target.url}/admin/videos/{video_id}", timeout=30,
+                          headers={"Authorization": f"Bearer {ADMIN}"}).json()
+        if state.get("archive_state") == "stored":
+            return
+        if state.get("archive_state") == "failed":
+            raise RuntimeError(f"{video_id} could not be archived")
+        time.sleep(0.2)
+    raise RuntimeError(f"{video_id} was not archived in {timeout}s")
+
+
+def _direct_url(server: S3Server, prefix: str, video_id: str) -> str:
+    client = server.client()
+    try:
+        listed = client.list_objects_v2(Bucket=server.bucket, Prefix=f"{prefix}{video_id}/")
+        key = next(item["Key"] for item in listed["Contents"] if "/video." in item["Key"])
+        return str(client.generate_presigned_url(
+            "get_object", Params={"Bucket": server.bucket, "Key": key}, ExpiresIn=3600))
+    finally:
+        client.close()
+
+
+def _measure(target: Target, size_mib: int) -> tuple[str, dict[str, Any]]:
+    """Archive one finished video (RSS sampled meanwhile), then download it from the gateway."""
+    with peak_rss(target.pid) as rss:
+        video = target.create(f"bench bytes={size_mib * MIB}")
+        _archived(target, video)
+    served = download(f"{target.url}/v1/videos/{video}/content", target.headers)
+    assert served["bytes"] == size_mib * MIB, served
+    return video, {"archive_rss_growth_mib": rss["growth"], **served}
+
+
+def run(size_mib: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-archive-"))
+    processes = []
+    results: dict[str, Any] = {"size_mib": size_mib}
+    with running_s3_server() as server:
+        try:
+            upstream, fake = fake_upstream(workdir, content_mib=size_mib)
+            processes.append(fake)
+            s3 = {"backend": "s3", "s3": server.config(prefix="bench").model_dump()}
+            for name, archive in (("local", {"dir": str(workdir / "archive")}), ("s3", s3)):
+                url, process = gateway(workdir, [upstream], extra={"archive": archive})
+                processes.append(process)
+                target = Target(name, url, setup_gateway_token(url), process.pid)
+                video, results[name] = _measure(target, size_mib)
+                if name == "s3":
+                    results["direct"] = download(_direct_url(server, "bench/", video), {})
+        finally:
+            for process in processes:
+                stop(process)
+    direct = results["direct"]
+    for name in ("local", "s3"):
+        row = results[name]
+        row["throughput_vs_direct"] = row["mib_s"] / direct["mib_s"]
+        row["first_byte_vs_direct_ms"] = row["ttfb_ms"] - direct["ttfb_ms"]
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    results = run(64 if args.quick else args.size_mib)
+    print(json.dumps(results, indent=2))
+    for name in ("local", "s3"):
+        row = results[name]
+        print(f"{name}: {row['mib_s']:.0f} MiB/s ({row['throughput_vs_direct']:.0%} of direct "
+              f"S3), first byte {row['first_byte_vs_direct_ms']:+.1f} ms vs direct, RSS while "
+              f"archiving +{row['archive_rss_growth_mib']:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
