@@ -87,7 +87,8 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
             app.state.ctx = ctx
             reconciler = Reconciler(ctx.tracker, ctx.store)
             app.state.reconciler = reconciler
-            webhooks = DeliveryWorker(settings.webhooks, ctx.sessions, ctx.instance_id)
+            webhooks = DeliveryWorker(settings.webhooks, ctx.engine, ctx.sessions,
+                                      ctx.instance_id)
             if run_reconciler:
                 reconciler.start()
                 webhooks.start()
