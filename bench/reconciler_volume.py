@@ -94,6 +94,11 @@ def bench_reconciler_volume(workdir: Path, jobs: int, cap: int = 16) -> dict[str
             "rss_growth_mib": [rss_a["growth"], rss_b["growth"]]}
 
 
+def over(measured: float, limit: float, unit: str) -> str:
+    """How far past a ceiling the measurement went, if it did."""
+    return f" ({measured - limit:.4g}{unit} over)" if measured > limit else ""
+
+
 def checks(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
     jobs, seconds = result["jobs"], result["seconds_to_poll_all"]
     limit = 60 * jobs / 100_000  # the 60 s target is for 100,000 jobs
@@ -101,11 +106,12 @@ def checks(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
     growth = max(result["rss_growth_mib"])
     return [
         (f"{jobs:,} jobs on PostgreSQL, 2 processes: each polled and recorded within "
-         f"{limit:.0f} s", f"{seconds:.1f} s" + ("" if done else
-                                                 f" ({result['recorded']:,} recorded)"),
+         f"{limit:.0f} s", f"{seconds:.1f} s" + over(seconds, limit, " s")
+         + ("" if done else f" ({result['recorded']:,} recorded)"),
          done and seconds <= limit),
         (f"per-upstream cap {result['cap']} honoured across both processes",
-         f"max {result['max_in_flight_per_upstream']} in flight",
+         f"max {result['max_in_flight_per_upstream']} in flight"
+         + over(result["max_in_flight_per_upstream"], result["cap"], ""),
          result["max_in_flight_per_upstream"] <= result["cap"]),
         ("no job polled twice in one round",
          f"max {result['max_polls_of_one_job']} polls of a job "

@@ -469,7 +469,21 @@ def checks(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
                  f" in flight (cap {rec['cap']})",
                  rec["seconds_to_poll_all"] <= 30 and rec["recorded"] >= rec["jobs"]
                  and rec["max_in_flight_per_upstream"] <= rec["cap"]))
+    for key, module in scenarios():
+        if key in results:
+            rows += module.checks(results[key])
     return rows
+
+
+def scenarios() -> list[tuple[str, Any]]:
+    """The scenarios kept in modules of their own (each also runnable alone): the key of
+    their results and the module, whose ``checks`` and ``lines`` report them."""
+    import reconciler_volume
+    import scaleout
+    import webhook_volume
+
+    return [("scaleout", scaleout), ("reconciler_volume", reconciler_volume),
+            ("webhooks", webhook_volume)]
 
 
 def report(results: dict[str, Any]) -> str:
@@ -521,12 +535,30 @@ def report(results: dict[str, Any]) -> str:
               f"({int(rec['recorded']):,} recorded, {int(rec['polled']):,} upstream polls); "
               f"at most {int(rec['max_in_flight_per_upstream'])} in flight per upstream "
               f"(cap {rec['cap']})"]
+    for key, module in scenarios():
+        if key in results:
+            lines += ["", *module.lines(results[key])]
     lines += ["", "## Targets\n", "| target | this run | met |", "|---|---|---|"]
     lines += [f"| {target} | {measured} | {'yes' if met else '**no**'} |"
               for target, measured, met in checks(results)]
     lines += ["", "Regenerate with `python bench/run.py`; raw numbers are in "
               "`bench/results/latest.json`.", ""]
     return "\n".join(lines)
+
+
+def run_scenarios(results: dict[str, Any], workdir: Path, quick: bool) -> None:
+    import reconciler_volume
+    import scaleout
+    import webhook_volume
+
+    print("scale-out on PostgreSQL ...", flush=True)
+    results["scaleout"] = scaleout.bench_scaleout(workdir, 3 if quick else 10)
+    print("reconciler at volume ...", flush=True)
+    results["reconciler_volume"] = reconciler_volume.bench_reconciler_volume(
+        workdir, 10_000 if quick else 100_000)
+    print("webhooks at volume ...", flush=True)
+    results["webhooks"] = webhook_volume.bench_webhook_volume(
+        workdir, 2_000 if quick else 10_000, webhook_volume.RATE, 5 if quick else 15)
 
 
 def main() -> None:
@@ -586,6 +618,7 @@ def main() -> None:
         results["upstream_load"] = bench_upstream_load(targets[1], upstream, seconds)
         print("reconciler ...", flush=True)
         results["reconciler"] = bench_reconciler(workdir, 2000 if args.quick else 10_000, 16)
+        run_scenarios(results, workdir, args.quick)
     finally:
         for process in processes:
             stop(process)

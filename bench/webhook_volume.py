@@ -17,6 +17,7 @@ settings (8 deliveries at once, a look every second when idle). Two measurements
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import statistics
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from reconciler_volume import over
 from run import ADMIN, HERE, fake_upstream, gateway, spawn, stop
 
 from gateway.webhooks.config import WebhooksConfig
@@ -55,6 +57,7 @@ class Outbox:
     """The gateway's database, written to as a job's end writes its event."""
 
     db: Path
+    pid: int  # the gateway process's
 
     def insert(self, endpoint: Endpoint, count: int) -> None:
         at = time.time()
@@ -104,7 +107,7 @@ def hooked_gateway(workdir: Path, receiver: Receiver, paths: list[str],
                                         "webhook_url": f"{receiver.url}{path}"})
             response.raise_for_status()
             endpoints.append(Endpoint(str(response.json()["id"]), path))
-        yield Outbox(workdir / f"gateway-{url.rsplit(':', 1)[1]}.db"), endpoints
+        yield Outbox(workdir / f"gateway-{url.rsplit(':', 1)[1]}.db", process.pid), endpoints
     finally:
         stop(process)
         stop(fake)
@@ -124,6 +127,12 @@ def lags(outbox: Outbox, receiver: Receiver, endpoint: Endpoint,
     return time.time() - started, sorted(t - created[i] for i, t in arrivals.items())
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds the process has used (user and system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], share: float) -> float:
     if not values:
         return float("nan")
@@ -134,10 +143,14 @@ def volume(workdir: Path, receiver: Receiver, events: int,
            hooks: dict[str, Any]) -> dict[str, Any]:
     with hooked_gateway(workdir, receiver, ["/volume/ok"], hooks) as (outbox, [endpoint]):
         outbox.insert(endpoint, events)
+        cpu = cpu_s(outbox.pid)
         _, lag = lags(outbox, receiver, endpoint, events, 300)
-    # The last event's lag is the time from the queue's start to its end.
+        cpu = cpu_s(outbox.pid) - cpu
+    # The last event's lag is the time from the queue's start to its end. CPU time per
+    # event is the figure a busy machine's share of the cores does not change.
     return {"events": events, "delivered": len(lag), "seconds": lag[-1] if lag else 0.0,
-            "p50_lag_s": percentile(lag, 0.5), "p99_lag_s": percentile(lag, 0.99)}
+            "p50_lag_s": percentile(lag, 0.5), "p99_lag_s": percentile(lag, 0.99),
+            "cpu_ms_per_event": cpu * 1000 / max(1, len(lag))}
 
 
 def isolation(workdir: Path, receiver: Receiver, neighbour: str | None, rate: int,
@@ -182,7 +195,8 @@ def checks(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
     vol = result["volume"]
     limit = 30 * vol["events"] / 10_000  # the 30 s target is for 10,000 events
     rows = [(f"{vol['events']:,} webhook events delivered by one process within {limit:.0f} s",
-             f"{vol['seconds']:.1f} s ({vol['delivered']:,} delivered)",
+             f"{vol['seconds']:.1f} s" + over(vol["seconds"], limit, " s")
+             + f", {vol['delivered']:,} delivered",
              vol["delivered"] >= vol["events"] and vol["seconds"] <= limit)]
     alone, *beside = result["isolation"]
     for row in beside:
@@ -201,7 +215,8 @@ def lines(result: dict[str, Any]) -> list[str]:
            " at once)\n",
            f"- {vol['events']:,} events queued at once for one receiver: all delivered in "
            f"{vol['seconds']:.1f} s ({vol['events'] / max(vol['seconds'], 1e-9):,.0f}/s); "
-           f"lag p50 {vol['p50_lag_s']:.2f} s, p99 {vol['p99_lag_s']:.2f} s", "",
+           f"lag p50 {vol['p50_lag_s']:.2f} s, p99 {vol['p99_lag_s']:.2f} s; gateway CPU "
+           f"{vol['cpu_ms_per_event']:.2f} ms per event", "",
            "| healthy receiver's events | beside | delivered | lag p50 s | lag p99 s |",
            "|---|---|---|---|---|"]
     for row in result["isolation"]:

@@ -122,7 +122,8 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
             warn_deprecated(settings)
             reconciler = Reconciler(ctx.tracker, ctx.archive)
             app.state.reconciler = reconciler
-            webhooks = DeliveryWorker(settings.webhooks, ctx.sessions, ctx.instance_id)
+            webhooks = DeliveryWorker(settings.webhooks, ctx.engine, ctx.sessions,
+                                      ctx.instance_id)
             if run_reconciler:
                 reconciler.start()
                 webhooks.start()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy import Connection, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.tokens.models import Token
@@ -32,45 +32,53 @@ def _unleased(at: float) -> Any:
     return or_(Delivery.lease_until.is_(None), Delivery.lease_until < at)
 
 
+def claim(conn: Connection, owner: str, at: float, until: float,
+          limit: int) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries nobody else holds, and return those won.
+
+    Plain statements, for ``db.transact``: the worker claims after every few deliveries.
+    The UPDATE repeats the SELECT's conditions: between the two another process may have
+    claimed a row or tried it and scheduled its next try.
+    """
+    due = (Delivery.status == "pending", Delivery.next_attempt_at <= at, _unleased(at))
+    ids = conn.execute(
+        select(Delivery.id).where(*due).order_by(Delivery.next_attempt_at).limit(limit)
+    ).scalars().all()
+    if not ids:
+        return []
+    conn.execute(update(Delivery).where(Delivery.id.in_(ids), *due)
+                 .values(lease_owner=owner, lease_until=until))
+    rows = conn.execute(
+        select(Delivery.id, Delivery.body, Delivery.attempts, Delivery.first_attempt_at,
+               Delivery.lease_until, Token.webhook_url, Token.webhook_secret,
+               Token.webhook_secret_previous, Token.webhook_secret_rotated_at)
+        .join(Token, Token.id == Delivery.token_id)
+        .where(Delivery.id.in_(ids), Delivery.lease_owner == owner,
+               Delivery.lease_until == until))
+    # Every row read back holds this claim's lease: its lease_until is ``until``.
+    return [Claimed(id_, body, attempts, first, until, url, secret, previous, rotated)
+            for id_, body, attempts, first, _lease, url, secret, previous, rotated
+            in rows.all()]
+
+
+def record(conn: Connection, claimed: Claimed, owner: str, values: dict[str, Any]) -> bool:
+    """Write an attempt's result and free the row; False if the lease was lost."""
+    result = conn.execute(
+        update(Delivery)
+        .where(Delivery.id == claimed.id, Delivery.lease_owner == owner,
+               Delivery.lease_until == claimed.lease_until)
+        .values(**values, lease_owner=None, lease_until=None))
+    return result.rowcount == 1
+
+
 class DeliveryRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def claim(self, owner: str, at: float, until: float, limit: int) -> list[Claimed]:
-        """Lease up to ``limit`` due deliveries nobody else holds, and return those won.
-
-        The UPDATE repeats the SELECT's conditions: between the two another process may
-        have claimed a row or tried it and scheduled its next try.
-        """
-        due = (Delivery.status == "pending", Delivery.next_attempt_at <= at, _unleased(at))
-        ids = (await self.session.execute(
-            select(Delivery.id).where(*due).order_by(Delivery.next_attempt_at).limit(limit)
-        )).scalars().all()
-        if not ids:
-            return []
-        await self.session.execute(
-            update(Delivery).where(Delivery.id.in_(ids), *due)
-            .values(lease_owner=owner, lease_until=until))
-        rows = await self.session.execute(
-            select(Delivery.id, Delivery.body, Delivery.attempts, Delivery.first_attempt_at,
-                   Delivery.lease_until, Token.webhook_url, Token.webhook_secret,
-                   Token.webhook_secret_previous, Token.webhook_secret_rotated_at)
-            .join(Token, Token.id == Delivery.token_id)
-            .where(Delivery.id.in_(ids), Delivery.lease_owner == owner,
-                   Delivery.lease_until == until))
-        # Every row read back holds this claim's lease: its lease_until is ``until``.
-        return [Claimed(id_, body, attempts, first, until, url, secret, previous, rotated)
-                for id_, body, attempts, first, _lease, url, secret, previous, rotated
-                in rows.all()]
-
-    async def record(self, claimed: Claimed, owner: str, **values: Any) -> bool:
-        """Write an attempt's result and free the row; False if the lease was lost."""
-        result = await self.session.execute(
-            update(Delivery)
-            .where(Delivery.id == claimed.id, Delivery.lease_owner == owner,
-                   Delivery.lease_until == claimed.lease_until)
-            .values(**values, lease_owner=None, lease_until=None))
-        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+        """``claim`` in this session's transaction."""
+        return await self.session.run_sync(
+            lambda sync: claim(sync.connection(), owner, at, until, limit))
 
     async def release(self, owner: str) -> None:
         """Free every row this process holds, so another takes them up without waiting."""
