@@ -800,6 +800,8 @@ class TestDeleteAsksTheUpstreamFirst:
 
         lone.fail_retrieves(503)
         try:
+            # A poll sent before the fault would answer the delete's own (they share a flight).
+            wait_logged(gw, "poll failed", job_id=video.id)
             client.videos.delete(video.id)
             with pytest.raises(openai.NotFoundError):
                 client.videos.retrieve(video.id)

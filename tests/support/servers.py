@@ -321,11 +321,19 @@ class Gateway:
         return client
 
     def assert_reconciles(self, token_id: str) -> dict[str, Decimal]:
-        """top-ups = balance + held + captured, and each job settled at most once."""
-        token = self.token(token_id)
+        """top-ups = balance + held + captured, and each job settled at most once.
+
+        The token and its ledger are two reads: they are taken again until no entry was
+        written between them (a job may settle meanwhile)."""
+        for _ in range(50):
+            entries = self.ledger(token_id)
+            token = self.token(token_id)
+            if self.ledger(token_id) == entries:
+                break
+            time.sleep(0.1)
         totals: dict[str, Decimal] = {}
         settled: list[str] = []
-        for entry in self.ledger(token_id):
+        for entry in entries:
             totals[entry["kind"]] = totals.get(entry["kind"], Decimal(0)) + Decimal(
                 entry["amount_usd"])
             if entry["settles"]:
