@@ -796,7 +796,7 @@ class TestDeleteAsksTheUpstreamFirst:
         prompt = tag("at 100") + " [never] [progress:100]"
         video = client.videos.create(prompt=prompt)
         upstream_id = one_upstream_job(lone.stats, prompt)
-        wait_for(lambda: client.videos.retrieve(video.id).progress == 100, timeout=5)
+        wait_for(lambda: client.videos.retrieve(video.id).progress == 100, timeout=15)
 
         lone.fail_retrieves(503)
         try:
