@@ -63,9 +63,14 @@ class TestStillRunning:
     def test_unreachable_is_nothing(self) -> None:
         assert decide(state("in_progress", 36), Unreachable("timeout")) is None
 
-    def test_progress_is_bounded_below_completion(self) -> None:
-        moved = decide(state(), Running("in_progress", 250))
-        assert moved == Transition("in_progress", 99)
+    def test_progress_is_bounded(self) -> None:
+        assert decide(state(), Running("in_progress", 250)) == Transition("in_progress", 100)
+        assert decide(state("in_progress", 5), Running("in_progress", -3)) == Transition(
+            "in_progress", 0)
+
+    def test_a_vendor_at_100_while_running_is_kept(self) -> None:
+        assert decide(state("in_progress", 99), Running("in_progress", 100)) == Transition(
+            "in_progress", 100)
 
     def test_no_flicker_back_to_queued(self) -> None:
         assert decide(state("in_progress", 10), Running("queued", 10)) is None

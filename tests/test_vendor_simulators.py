@@ -91,7 +91,8 @@ def test_every_flavor_is_known() -> None:
 class TestEveryVendor:
     @pytest.mark.parametrize("image", [False, True], ids=["text", "image"])
     def test_job_succeeds_and_its_bytes_download(self, driver: Driver, image: bool) -> None:
-        job_id = driver.start("a fox in the snow", image=image)
+        # Long enough that a loaded machine still polls it before it is done.
+        job_id = driver.start("a fox in the snow [duration:2]", image=image)
         assert driver.status(driver.poll(job_id).json()) != driver.done
         done = driver.wait(job_id)
         assert driver.status(done) == driver.done

@@ -71,7 +71,9 @@ def decide(state: JobState, outcome: PollOutcome, *,
     status = outcome.status
     if state.status == "in_progress" and status == "queued":
         status = "in_progress"  # a vendor's flicker back to queued is not news to a client
-    progress = max(0, min(99, outcome.progress))
+    # 100 while running is kept: a vendor that says the video is made but not yet stored has
+    # made it, and a delete then must not refund what the vendor will bill (see delete).
+    progress = max(0, min(100, outcome.progress))
     if status == state.status and progress == state.progress:
         return None
     return Transition(status, progress)
