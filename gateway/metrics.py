@@ -35,6 +35,10 @@ JOBS = Gauge("gateway_jobs", "Jobs in the database, by status.", ["status"], reg
 HELD_USD = Gauge("gateway_money_held_usd", "USD held for unfinished jobs.", registry=REGISTRY)
 RECONCILER_LAG = Gauge("gateway_reconciler_lag_seconds",
                        "Seconds since the reconciler last finished a cycle.", registry=REGISTRY)
+PROCESSES = Gauge("gateway_processes",
+                  "Gateway processes polling this database, as this one last counted them; "
+                  "each polls an upstream with jobs.poll_concurrency divided among them.",
+                  registry=REGISTRY)
 UPSTREAM_FAILOVERS = Counter("gateway_upstream_failovers_total",
                              "Creates an upstream failed, moving on to the next.", ["upstream"],
                              registry=REGISTRY)

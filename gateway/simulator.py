@@ -3,7 +3,8 @@
 Square-bracket directives in the prompt steer single jobs (failures, slow or broken responses;
 besides those of ``gateway.simulators.common``: ``[content-fail:N]`` answers the job's first N
 downloads with 500, ``[content-delay:S]`` holds each download S seconds before answering, and
-``[expires:S]`` (openai) says the finished job's links die S seconds after completion);
+``[expires:S]`` (openai) says the finished job's links die S seconds after completion,
+``[poll-delay:S]`` holds each retrieve of the job S seconds);
 ``/_sim/...`` routes expose counters and let tests force state changes. The native vendor
 flavors (§8 of the spec) live in ``gateway.simulators`` and share this module's content stream,
 range handling and control routes.
@@ -320,6 +321,9 @@ class _Simulator:
         self.retrieves: defaultdict[str, int] = defaultdict(int)
         self.in_flight: defaultdict[str, int] = defaultdict(int)
         self.max_in_flight: defaultdict[str, int] = defaultdict(int)
+        # Retrieves of any job at once, and the most seen: what a poll cap bounds.
+        self.retrieving = 0
+        self.most_retrieving = 0
         self.content_requests = 0
         self.remixes: list[dict[str, str]] = []
         self.derived: list[dict[str, Any]] = []
@@ -431,9 +435,13 @@ class _Simulator:
         self.retrieves[job_id] += 1
         self.in_flight[job_id] += 1
         self.max_in_flight[job_id] = max(self.max_in_flight[job_id], self.in_flight[job_id])
+        self.retrieving += 1
+        self.most_retrieving = max(self.most_retrieving, self.retrieving)
         try:
-            # Keep the request in flight briefly so overlapping polls become measurable.
-            await asyncio.sleep(0.01)
+            # Keep the request in flight briefly so overlapping polls become measurable;
+            # [poll-delay:S] keeps it S seconds.
+            live = self.live_job(job_id)
+            await asyncio.sleep(float(live.directives.get("poll-delay", 0.01)) if live else 0.01)
             if self.retrieve_fault_status is not None:
                 return _upstream_failure(self.retrieve_fault_status)
             job = self.live_job(job_id)
@@ -444,6 +452,7 @@ class _Simulator:
             return JSONResponse(self.render(job, request))
         finally:
             self.in_flight[job_id] -= 1
+            self.retrieving -= 1
 
     async def content(self, request: Request) -> Response:
         self.content_requests += 1
@@ -563,7 +572,8 @@ class _Simulator:
     async def stats(self, request: Request) -> Response:
         jobs = {job.id: job.summary(time.time()) for job in self.jobs.values()}
         counters = {"creates": self.creates, "content_requests": self.content_requests}
-        retrieves = {"retrieves": self.retrieves, "max_concurrent_retrieves": self.max_in_flight}
+        retrieves = {"retrieves": self.retrieves, "max_concurrent_retrieves": self.max_in_flight,
+                     "most_retrieving": self.most_retrieving}
         lists = {"remixes": self.remixes, "deletes": self.deletes, "derived": self.derived,
                  "characters": self.characters}
         return JSONResponse({**counters, **retrieves, **lists, "jobs": jobs})

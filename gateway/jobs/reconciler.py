@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 from gateway.archive.archiver import Archiver
 from gateway.db import now
+from gateway.jobs.peers import Peers
 from gateway.jobs.tracker import JobTracker
+from gateway.metrics import PROCESSES
 from gateway.videos.models import Job
 from gateway.videos.repository import JobRepository
 
@@ -34,6 +36,7 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        self.peers = Peers(tracker.engine, tracker.owner)
         self.last_cycle_at: float | None = None
 
     def start(self) -> None:
@@ -47,6 +50,11 @@ class Reconciler:
         for batch in list(self._batches):
             batch.cancel()
         await asyncio.gather(*self._batches, return_exceptions=True)
+        if self._task is not None:
+            try:
+                await self.peers.leave()
+            except Exception:  # the others drop this process once it goes stale
+                log.exception("could not leave the process list")
 
     @property
     def tick_s(self) -> float:
@@ -56,6 +64,9 @@ class Reconciler:
         swept_at = 0.0
         while True:
             try:
+                processes = await self.peers.beat()
+                PROCESSES.set(processes)
+                self.tracker.share_polls(processes)
                 while await self._start_batch() >= BATCH:
                     pass
             except Exception:

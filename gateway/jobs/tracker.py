@@ -20,6 +20,8 @@ from gateway.cache import SingleFlight
 from gateway.config import Settings
 from gateway.db import now, transact
 from gateway.errors import InvalidRequest
+from gateway.jobs.limit import Limit
+from gateway.jobs.peers import share
 from gateway.jobs.transition import JobState, Transition, decide
 from gateway.ledger import service as ledger
 from gateway.ledger.pricing import cost_micros, price_micros
@@ -69,14 +71,20 @@ class JobTracker:
         self.pool = pool
         self.owner = owner
         self._refreshes: SingleFlight[bool | None] = SingleFlight()
-        self._limits = {name: asyncio.Semaphore(settings.jobs.poll_concurrency)
-                        for name in pool.configs}
+        # jobs.poll_concurrency is each upstream's cap across every process on the database;
+        # the reconciler sets this process's share as processes come and go (share_polls).
+        self._limits = {name: Limit(settings.jobs.poll_concurrency) for name in pool.configs}
         # The longest a create call can take: every upstream tried in turn, each timeout
         # counted twice (httpx applies it per phase: connect, upload, answer). The creating
         # process leases the job for this long; a job still "submitting" after it lost its
         # create call (the process died) and is refunded.
         every_upstream = sum(u.timeout_s for u in settings.upstreams) or 60.0
         self.submit_grace_s = 2 * every_upstream + settings.jobs.lease_s
+
+    def share_polls(self, processes: int) -> None:
+        """Poll each upstream with this process's share of its cap, ``processes`` sharing it."""
+        for limit in self._limits.values():
+            limit.resize(share(self.settings.jobs.poll_concurrency, processes))
 
     async def refresh(self, job_id: str) -> bool | None:
         """Poll the job's upstream once, sharing the call with concurrent callers.
