@@ -17,7 +17,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.servers import _fresh_postgres_url
+from tests.support.servers import fresh_postgres_url
 
 SERVER = os.environ.get("GATEWAY_BENCH_POSTGRES_URL",
                         "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
@@ -52,7 +52,7 @@ def plain(url: str) -> str:
 def fresh_database() -> Iterator[str]:
     """An empty database on the server (SQLAlchemy URL), dropped when the block ends."""
     ensure_running()
-    url = _fresh_postgres_url(SERVER)
+    url = fresh_postgres_url(SERVER)
     try:
         yield url
     finally:

@@ -7,8 +7,6 @@ its integer columns hold, and never leave a committed write answering 500.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -161,11 +159,6 @@ def tag() -> str:
     return uuid.uuid4().hex[:10]
 
 
-def cli(gateway: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config",
-                           str(gateway.config_path)], capture_output=True, text=True,
-                          timeout=60, cwd=gateway.workdir)
-
 
 def every_admin_route_answers(gw: Gateway) -> None:
     """What broke for everyone once one balance had overflowed."""
@@ -258,11 +251,11 @@ class TestMoneyBounds:
 
     def test_the_command_line_refuses_the_same_amounts(self, bounded: Gateway) -> None:
         token_id, _ = bounded.create_token(balance_usd="1")
-        huge = cli(bounded, "tokens", "topup", token_id, HUGE)
-        underscored = cli(bounded, "tokens", "topup", token_id, "1_000")
-        opening = cli(bounded, "tokens", "create", "--name", "cli huge", "--group", "official",
+        huge = bounded.cli("tokens", "topup", token_id, HUGE)
+        underscored = bounded.cli("tokens", "topup", token_id, "1_000")
+        opening = bounded.cli("tokens", "create", "--name", "cli huge", "--group", "official",
                       "--balance", HUGE)
-        listed = cli(bounded, "tokens", "list", "--format", "json")
+        listed = bounded.cli("tokens", "list", "--format", "json")
 
         for result in (huge, underscored, opening):
             assert result.returncode != 0

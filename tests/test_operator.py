@@ -20,13 +20,6 @@ from tests.support.checks import assert_invalid
 from tests.support.servers import ADMIN_TOKEN, SIM_KEY, Gateway, Simulator, upstream
 
 
-def cli(gateway: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `gateway ...` on the same config and database as the running gateway."""
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config",
-                           str(gateway.config_path)], capture_output=True, text=True,
-                          timeout=60, cwd=gateway.workdir)
-
-
 def _completed_and_failed(gateway: Gateway) -> tuple[str, str]:
     token_id, token = gateway.create_token(balance_usd="5")
     client = gateway.client(token)
@@ -40,31 +33,31 @@ def _completed_and_failed(gateway: Gateway) -> tuple[str, str]:
 
 class TestCli:
     def test_token_lifecycle_from_the_command_line(self, gateway: Gateway) -> None:
-        created = cli(gateway, "tokens", "create", "--name", "cli-made", "--group", "budget",
+        created = gateway.cli("tokens", "create", "--name", "cli-made", "--group", "budget",
                       "--billing-mode", "per_call", "--balance", "2.5")
         assert created.returncode == 0, created.stderr
         plaintext = next(word for word in created.stdout.split() if word.startswith("sk-"))
-        listed = json.loads(cli(gateway, "tokens", "list", "--format", "json").stdout)
+        listed = json.loads(gateway.cli("tokens", "list", "--format", "json").stdout)
         token = next(t for t in listed if t["name"] == "cli-made")
         assert (token["group"], token["billing_mode"], token["balance_usd"]) == (
             "budget", "per_call", "2.500000")
-        assert plaintext not in cli(gateway, "tokens", "list", "--format", "json").stdout
+        assert plaintext not in gateway.cli("tokens", "list", "--format", "json").stdout
 
-        assert cli(gateway, "tokens", "topup", token["id"], "1.25").returncode == 0
+        assert gateway.cli("tokens", "topup", token["id"], "1.25").returncode == 0
         assert gateway.token(token["id"])["balance_usd"] == "3.750000"
         video = gateway.client(plaintext).videos.create(prompt="cli [never]")
         assert video.status in ("queued", "in_progress")
 
-        assert cli(gateway, "tokens", "revoke", token["id"]).returncode == 0
+        assert gateway.cli("tokens", "revoke", token["id"]).returncode == 0
         response = httpx.get(f"{gateway.url}/v1/videos",
                              headers={"Authorization": f"Bearer {plaintext}"})
         assert response.status_code == 401
         gateway.assert_reconciles(token["id"])
 
     def test_clear_errors_for_unknown_ids_and_bad_amounts(self, gateway: Gateway) -> None:
-        unknown = cli(gateway, "tokens", "show", "tok_" + "0" * 24)
-        bad_amount = cli(gateway, "tokens", "topup", "tok_" + "0" * 24, "lots")
-        bad_group = cli(gateway, "usage", "--group-by", "planet")
+        unknown = gateway.cli("tokens", "show", "tok_" + "0" * 24)
+        bad_amount = gateway.cli("tokens", "topup", "tok_" + "0" * 24, "lots")
+        bad_group = gateway.cli("usage", "--group-by", "planet")
 
         assert unknown.returncode != 0
         assert "No token with id" in unknown.stderr
@@ -78,11 +71,11 @@ class TestCli:
     def test_usage_and_jobs_commands_report_real_traffic(self, gateway: Gateway) -> None:
         token_id, _ = _completed_and_failed(gateway)
 
-        usage = json.loads(cli(gateway, "usage", "--group-by", "token", "--format",
+        usage = json.loads(gateway.cli("usage", "--group-by", "token", "--format",
                                "json").stdout)
-        jobs = json.loads(cli(gateway, "jobs", "list", "--token-id", token_id, "--format",
+        jobs = json.loads(gateway.cli("jobs", "list", "--token-id", token_id, "--format",
                               "json").stdout)
-        rows = list(csv.DictReader(io.StringIO(cli(gateway, "usage", "--group-by", "model",
+        rows = list(csv.DictReader(io.StringIO(gateway.cli("usage", "--group-by", "model",
                                                    "--format", "csv").stdout)))
 
         row = next(r for r in usage["data"] if r["key"] == token_id)
@@ -90,7 +83,7 @@ class TestCli:
         assert (row["charged_usd"], row["refunded_usd"]) == ("0.400000", "0.400000")
         assert sorted(j["settlement"] for j in jobs) == ["capture", "refund"]
         assert any(r["model"] == "sora-2" for r in rows)
-        shown = cli(gateway, "jobs", "show", jobs[0]["id"])
+        shown = gateway.cli("jobs", "show", jobs[0]["id"])
         assert "hold" in shown.stdout
 
     def test_unmigrated_database_is_refused_with_a_hint(self, gateway: Gateway,
@@ -161,16 +154,16 @@ class TestBillingModeOfTheGroup:
 
     def test_command_line_refuses_it_too(self, gateway: Gateway) -> None:
         name = f"cli forbidden {uuid.uuid4().hex[:8]}"
-        created = cli(gateway, "tokens", "create", "--name", name, "--group", "official",
+        created = gateway.cli("tokens", "create", "--name", name, "--group", "official",
                       "--billing-mode", "per_call")
         token_id, _ = gateway.create_token(group="official")
-        updated = cli(gateway, "tokens", "update", token_id, "--billing-mode", "per_call")
+        updated = gateway.cli("tokens", "update", token_id, "--billing-mode", "per_call")
 
         for result in (created, updated):
             assert result.returncode != 0
             assert "per_call" in result.stderr
             assert "Traceback" not in result.stderr
-        listed = json.loads(cli(gateway, "tokens", "list", "--format", "json").stdout)
+        listed = json.loads(gateway.cli("tokens", "list", "--format", "json").stdout)
         assert name not in [t["name"] for t in listed]
         assert gateway.token(token_id)["billing_mode"] == "per_second"
 

@@ -253,7 +253,12 @@ class JobTracker:
         if not await self._record(job, values, kind, note=note, charged=charged):
             return
         self.on_changed(job.id)
-        if transition.ends:
+        if transition.error_code == EXPIRED.code:
+            # Past its age the gateway ended it, not the vendor: stop the vendor's work too,
+            # or it renders on (and bills the operator) for a job already refunded.
+            log.info("job ended by gateway", extra={"job_id": job.id, "reason": EXPIRED.code})
+            await self.cancel_upstream(job)
+        elif transition.ends:
             log.info("job ended", extra={"job_id": job.id, "status": transition.status})
 
     async def end(self, job: Job, ending: Ending, *, deleted: bool = False) -> bool:

@@ -14,14 +14,12 @@ from urllib.parse import urlencode
 from pydantic import BaseModel
 
 from gateway.archive.links import LinkVerdict, sign, verify
+from gateway.archive.policy import VARIANTS
 from gateway.errors import InvalidRequest, PermissionDenied
 
 MIN_SHARE_S = 60
 MAX_SHARE_S = 7 * 24 * 3600
 DEFAULT_SHARE_S = 24 * 3600
-
-
-VARIANTS = ("video", "thumbnail", "spritesheet")
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,7 @@ def base_config(upstreams: list[dict[str, Any]], **overrides: Any) -> dict[str, 
     return config
 
 
-def _fresh_postgres_url(server_url: str) -> str:
+def fresh_postgres_url(server_url: str) -> str:
     """Create an empty database on the test PostgreSQL server and return its URL."""
     import asyncio
 
@@ -223,7 +223,7 @@ def _fresh_postgres_url(server_url: str) -> str:
 def database_url(workdir: Path) -> str:
     server = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
     if server:
-        return _fresh_postgres_url(server)
+        return fresh_postgres_url(server)
     return f"sqlite+aiosqlite:///{workdir / 'gateway.db'}"
 
 
