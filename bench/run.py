@@ -478,12 +478,13 @@ def checks(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
 def scenarios() -> list[tuple[str, Any]]:
     """The scenarios kept in modules of their own (each also runnable alone): the key of
     their results and the module, whose ``checks`` and ``lines`` report them."""
+    import chat_waiters
     import reconciler_volume
     import scaleout
     import webhook_volume
 
     return [("scaleout", scaleout), ("reconciler_volume", reconciler_volume),
-            ("webhooks", webhook_volume)]
+            ("webhooks", webhook_volume), ("chat_waiters", chat_waiters)]
 
 
 def report(results: dict[str, Any]) -> str:
@@ -547,6 +548,7 @@ def report(results: dict[str, Any]) -> str:
 
 
 def run_scenarios(results: dict[str, Any], workdir: Path, quick: bool) -> None:
+    import chat_waiters
     import reconciler_volume
     import scaleout
     import webhook_volume
@@ -559,6 +561,9 @@ def run_scenarios(results: dict[str, Any], workdir: Path, quick: bool) -> None:
     print("webhooks at volume ...", flush=True)
     results["webhooks"] = webhook_volume.bench_webhook_volume(
         workdir, 2_000 if quick else 10_000, webhook_volume.RATE, 5 if quick else 15)
+    print("chat waiters at volume ...", flush=True)
+    results["chat_waiters"] = chat_waiters.bench_chat_waiters(
+        workdir, *chat_waiters.SIZES[quick])
 
 
 def main() -> None:

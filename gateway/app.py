@@ -25,6 +25,7 @@ from gateway.jobs.changes import JobChanges
 from gateway.jobs.reconciler import Reconciler
 from gateway.jobs.tracker import JobTracker
 from gateway.ledger.endpoints import router as reports_router
+from gateway.looplag import LoopLagTicker
 from gateway.middleware import GatewayMiddleware
 from gateway.tokens.endpoints import router as tokens_router
 from gateway.tokens.me import router as me_router
@@ -128,9 +129,15 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
                 reconciler.start()
                 webhooks.start()
             _freeze_startup_objects()
+            interval = settings.metrics.loop_lag_interval_s
+            ticker = LoopLagTicker(interval) if interval else None
+            if ticker is not None:
+                ticker.start()
             try:
                 yield
             finally:
+                if ticker is not None:
+                    await ticker.stop()
                 await webhooks.stop()
                 await reconciler.stop()
 

@@ -64,6 +64,9 @@ class MetricsConfig(_Strict):
     # /metrics names upstreams and sums settled money: by default only the admin token or
     # metrics_token reads it; true opens it to anyone who reaches the port.
     public: bool = False
+    # Seconds between two ticks of the event loop lag ticker (gateway_event_loop_lag_*);
+    # unset, there is no ticker.
+    loop_lag_interval_s: float | None = Field(None, gt=0)
 
 
 class ServerConfig(_Strict):

@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests, upstream latency, jobs, money, reconciler lag, webhooks."""
+"""Prometheus metrics: requests, upstream latency, jobs, money, reconciler lag, webhooks,
+event loop lag."""
 
 from __future__ import annotations
 
@@ -66,6 +67,15 @@ WEBHOOK_QUEUE = Gauge("gateway_webhook_queue_depth",
 WEBHOOK_OLDEST_AGE = Gauge("gateway_webhook_oldest_undelivered_age_seconds",
                            "Age of the oldest webhook event neither delivered nor given up.",
                            registry=REGISTRY)
+# Fed by gateway/looplag.py when metrics.loop_lag_interval_s is set.
+LOOP_LAG = Histogram(
+    "gateway_event_loop_lag_seconds",
+    "How much later than asked the event loop woke a ticker: how long something held it.",
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+LOOP_LAG_MAX = Gauge("gateway_event_loop_lag_max_seconds",
+                     "The longest event loop lag the ticker has seen since the process started.",
+                     registry=REGISTRY)
 
 
 @asynccontextmanager

@@ -41,7 +41,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory, simulator: Simulator) -> Iterat
     config = base_config(
         [upstream("primary", simulator, ["official", "budget", "restricted"])],
         chat={"aliases": ALIASES, "wait_s": WAIT_S, "progress_every_s": 0.5,
-              "keepalive_s": KEEPALIVE_S})
+              "keepalive_s": KEEPALIVE_S},
+        metrics={"loop_lag_interval_s": 0.01})
     gateway = Gateway(tmp_path_factory.mktemp("chat"), config).start()
     yield gateway
     gateway.stop()
@@ -55,10 +56,13 @@ def _kinds(gw: Gateway, token_id: str) -> list[str]:
     return sorted(entry["kind"] for entry in gw.ledger(token_id) if entry["kind"] != "topup")
 
 
-def _watched(gw: Gateway) -> float:
-    line = next(line for line in gw.metrics().splitlines()
-                if line.startswith("gateway_watched_jobs "))
+def _metric(gw: Gateway, name: str) -> float:
+    line = next(line for line in gw.metrics().splitlines() if line.startswith(f"{name} "))
     return float(line.split()[1])
+
+
+def _watched(gw: Gateway) -> float:
+    return _metric(gw, "gateway_watched_jobs")
 
 
 class TestStreamed:
@@ -151,6 +155,18 @@ class TestStreamed:
                          timeout=30).status_code == 200
         assert _kinds(gw, token_id) == ["capture", "hold"]
         gw.assert_reconciles(token_id)
+
+
+class TestLoopLag:
+    def test_the_ticker_counts_its_ticks_and_keeps_the_longest_lag(self, gw: Gateway) -> None:
+        """This gateway sets metrics.loop_lag_interval_s: a stream waiting on a job shares
+        the event loop with everything else, and the ticker says how late the loop ran."""
+        def ticks() -> float:
+            return _metric(gw, "gateway_event_loop_lag_seconds_count")
+
+        before = ticks()
+        wait_for(lambda: ticks() >= before + 20, timeout=10)
+        assert _metric(gw, "gateway_event_loop_lag_max_seconds") > 0
 
 
 class TestWhole:

@@ -154,6 +154,24 @@ class TestRetries:
         row = delivery_of(gw, token_id, "delivered")
         assert (row["attempts"], row["last_status"], row["last_error"]) == (3, 200, None)
 
+    def test_more_events_than_a_claim_takes_each_arrive_once(self, gw: Gateway) -> None:
+        """Twenty events, more than the worker holds at once (twice webhooks.concurrency),
+        the first five tries failing: every event arrives once with a 2xx, and its row,
+        written with others in a batch, counts each of its tries."""
+        with Receiver([Reply(500)] * 5) as receiver:
+            token_id, token, secret = hooked_token(gw, receiver.url)
+            jobs = [video(gw, token, f"many {n} {QUICK}", status="") for n in range(20)]
+            received = settle(receiver, 25, quiet_s=1.5)
+        answered = Counter(r.headers["webhook-id"] for r in received[5:])
+        assert set(answered.values()) == {1}
+        assert sorted(unwrap(r, secret).data.id for r in received[5:]) == sorted(jobs)
+        def all_delivered() -> list[dict[str, Any]] | None:
+            found = deliveries(gw, token_id=token_id, status="delivered", limit="100")
+            return found if len(found) == 20 else None
+
+        rows = wait_for(all_delivered)
+        assert sum(row["attempts"] for row in rows) == 25
+
     def test_a_redirect_is_not_followed(self, gw: Gateway) -> None:
         with Receiver() as target, Receiver(default=Reply(
                 307, {"Location": target.url + "/elsewhere"})) as receiver:

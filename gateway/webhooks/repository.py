@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, tuple_, update
+from sqlalchemy import Connection, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db import table_of
 from gateway.tokens.models import Token
 from gateway.webhooks.models import WebhookDelivery as Delivery
 
@@ -28,47 +28,90 @@ class Claimed:
     rotated_at: float | None
 
 
-def _unleased(at: float) -> Any:
-    return or_(Delivery.lease_until.is_(None), Delivery.lease_until < at)
+_rows = table_of(Delivery).c
+_tokens = table_of(Token).c
+# Built once: each claim and each flush of results reuses the compiled form.
+_UNLEASED = or_(_rows.lease_until.is_(None), _rows.lease_until < bindparam("at"))
+_DUE = (_rows.status == "pending", _rows.next_attempt_at <= bindparam("at"), _UNLEASED)
+# The UPDATE checks the due conditions again: between its subquery's read and a row's update
+# another process may have claimed the row, or tried it and scheduled its next try, and a
+# row's own conditions are what PostgreSQL checks again once the other's lock is gone. They
+# are written so that no index serves them (``+ 0``, ``|| ''``): SQLite would otherwise walk
+# the (status, next_attempt_at) index over every due row, thousands at volume, rather than
+# look up the few ids the subquery chose.
+_LEASE = (
+    update(table_of(Delivery))
+    .where(_rows.id.in_(select(_rows.id).where(*_DUE).order_by(_rows.next_attempt_at)
+                        .limit(bindparam("limit"))),
+           _rows.status + "" == "pending", _rows.next_attempt_at + 0 <= bindparam("at"),
+           _UNLEASED)
+    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+    .returning(_rows.id, _rows.body, _rows.attempts, _rows.first_attempt_at,
+               _rows.next_attempt_at, _rows.token_id))
+_WEBHOOKS = select(_tokens.id, _tokens.webhook_url, _tokens.webhook_secret,
+                   _tokens.webhook_secret_previous, _tokens.webhook_secret_rotated_at,
+                   ).where(_tokens.id.in_(bindparam("tokens", expanding=True)))
+_HELD = select(_rows.id, _rows.lease_until).where(
+    _rows.id.in_(bindparam("ids", expanding=True)), _rows.lease_owner == bindparam("owner"))
+_RECORD = (
+    update(table_of(Delivery))
+    .where(_rows.id == bindparam("r_id"), _rows.lease_owner == bindparam("r_owner"),
+           _rows.lease_until == bindparam("r_until"))
+    .values(status=bindparam("r_status"), attempts=bindparam("r_attempts"),
+            first_attempt_at=bindparam("r_first"), last_attempt_at=bindparam("r_last"),
+            last_status=bindparam("r_code"), last_error=bindparam("r_error"),
+            next_attempt_at=bindparam("r_next"), delivered_at=bindparam("r_delivered"),
+            lease_owner=None, lease_until=None))
 
 
 def claim(conn: Connection, owner: str, at: float, until: float,
           limit: int) -> list[Claimed]:
-    """Lease up to ``limit`` due deliveries nobody else holds, and return those won.
+    """Lease up to ``limit`` due deliveries nobody else holds, and return those won, the
+    longest due first.
 
-    Plain statements, for ``db.transact``: the worker claims after every few deliveries.
-    The UPDATE repeats the SELECT's conditions: between the two another process may have
-    claimed a row or tried it and scheduled its next try.
+    Plain statements, for ``db.transact``: two a claim, however many rows it wins.
     """
-    due = (Delivery.status == "pending", Delivery.next_attempt_at <= at, _unleased(at))
-    ids = conn.execute(
-        select(Delivery.id).where(*due).order_by(Delivery.next_attempt_at).limit(limit)
-    ).scalars().all()
-    if not ids:
+    leased = sorted(conn.execute(_LEASE, {"at": at, "limit": limit, "owner": owner,
+                                          "until": until}),
+                    key=lambda row: row.next_attempt_at)  # RETURNING's order is the engine's
+    if not leased:
         return []
-    conn.execute(update(Delivery).where(Delivery.id.in_(ids), *due)
-                 .values(lease_owner=owner, lease_until=until))
-    rows = conn.execute(
-        select(Delivery.id, Delivery.body, Delivery.attempts, Delivery.first_attempt_at,
-               Delivery.lease_until, Token.webhook_url, Token.webhook_secret,
-               Token.webhook_secret_previous, Token.webhook_secret_rotated_at)
-        .join(Token, Token.id == Delivery.token_id)
-        .where(Delivery.id.in_(ids), Delivery.lease_owner == owner,
-               Delivery.lease_until == until))
-    # Every row read back holds this claim's lease: its lease_until is ``until``.
-    return [Claimed(id_, body, attempts, first, until, url, secret, previous, rotated)
-            for id_, body, attempts, first, _lease, url, secret, previous, rotated
-            in rows.all()]
+    webhooks = {row[0]: row[1:] for row in conn.execute(
+        _WEBHOOKS, {"tokens": sorted({row.token_id for row in leased})})}
+    # A token is never deleted while it has deliveries (the foreign key); its webhook may be.
+    return [Claimed(row.id, row.body, row.attempts, row.first_attempt_at, until,
+                    *webhooks.get(row.token_id, (None, None, None, None)))
+            for row in leased]
 
 
-def record(conn: Connection, claimed: Claimed, owner: str, values: dict[str, Any]) -> bool:
-    """Write an attempt's result and free the row; False if the lease was lost."""
-    result = conn.execute(
-        update(Delivery)
-        .where(Delivery.id == claimed.id, Delivery.lease_owner == owner,
-               Delivery.lease_until == claimed.lease_until)
-        .values(**values, lease_owner=None, lease_until=None))
-    return result.rowcount == 1
+@dataclass(frozen=True)
+class Result:
+    """What one attempt leaves on its row; ``status`` is pending while retries remain."""
+
+    claimed: Claimed
+    status: str
+    last_attempt_at: float
+    first_attempt_at: float
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: float | None
+    delivered_at: float | None
+
+
+def record(conn: Connection, owner: str, results: Sequence[Result]) -> list[Result]:
+    """Write attempts' results and free their rows, in one go; those written are returned
+    (the others' leases were lost: the process that took a row over has the say)."""
+    held = {id_: until for id_, until in conn.execute(
+        _HELD, {"ids": [r.claimed.id for r in results], "owner": owner})}
+    kept = [r for r in results if held.get(r.claimed.id) == r.claimed.lease_until]
+    if kept:
+        conn.execute(_RECORD, [{
+            "r_id": r.claimed.id, "r_owner": owner, "r_until": r.claimed.lease_until,
+            "r_status": r.status, "r_attempts": r.claimed.attempts + 1,
+            "r_first": r.first_attempt_at, "r_last": r.last_attempt_at,
+            "r_code": r.last_status, "r_error": r.last_error, "r_next": r.next_attempt_at,
+            "r_delivered": r.delivered_at} for r in kept])
+    return kept
 
 
 class DeliveryRepository:

@@ -5,9 +5,10 @@ inside the operator's network: without a check, a URL naming a private or loopba
 (or a public name resolving to one) reaches services no customer should (SSRF). The check
 runs when the URL is set, for a clear error, and at each connection, since DNS answers can
 change in between. The connection goes to the very address that was checked, while the
-Host header, TLS SNI and certificate verification keep the URL's host name (httpcore hands
-the network backend the host to connect to and does TLS on the stream it gets back), so no
-second lookup can slip another address in between the check and the connect.
+Host header, TLS SNI and certificate verification keep the URL's host name (the HTTP client
+connects to the addresses its resolver returns and verifies the certificate against the
+URL's name), so no second lookup can slip another address in between the check and the
+connect.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 
-import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gateway.errors import InvalidRequest
 from gateway.webhooks.config import WebhooksConfig
@@ -28,6 +29,7 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # A host as it goes on the wire: a DNS name (IDNs in their xn-- form) or an IP literal.
 _HOST = re.compile(r"[A-Za-z0-9._:-]+")
+PRIVATE = "webhook_url resolves to a private, loopback or link-local address"
 
 
 class UnsafeWebhookURL(InvalidRequest):
@@ -100,8 +102,7 @@ async def checked_addresses(host: str, port: int, config: WebhooksConfig,
     if not config.allow_private:
         for address in addresses:
             if not is_public(ipaddress.ip_address(address)):
-                raise UnsafeWebhookURL(
-                    "webhook_url resolves to a private, loopback or link-local address")
+                raise UnsafeWebhookURL(PRIVATE)
     return addresses
 
 
@@ -118,35 +119,37 @@ async def check_url(url: str, config: WebhooksConfig,
     return parsed
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to checked addresses, and to the address it checked."""
+def check_literal(host: str, config: WebhooksConfig) -> None:
+    """Refuse a host that is an IP address the policy forbids.
+
+    The HTTP client connects to an IP literal without asking its resolver, so a literal is
+    checked here, before each attempt; a name is the resolver's (``GuardedResolver``).
+    """
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    if not config.allow_private and not is_public(ip):
+        raise UnsafeWebhookURL(PRIVATE)
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves a name only to checked addresses, which the client then connects to."""
 
     def __init__(self, config: WebhooksConfig, resolve: Resolver = system_resolve) -> None:
         self._config = config
         self._resolve = resolve
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-                          ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await checked_addresses(host, port, self._config, self._resolve)
-        except TimeoutError as exc:  # before OSError, of which it is a kind
-            raise httpcore.ConnectTimeout("resolving the host timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError("the host could not be resolved") from exc
-        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(address, port, timeout=timeout,
-                                                     local_address=local_address,
-                                                     socket_options=socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        # A TimeoutError or OSError reaches the sender as a failed connection (retried);
+        # UnsafeWebhookURL as itself (given up).
+        async with asyncio.timeout(self._config.connect_timeout_s):
+            addresses = await checked_addresses(host, port, self._config, self._resolve)
+        return [ResolveResult(hostname=host, host=address, port=port,
+                              family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                              proto=0, flags=socket.AI_NUMERICHOST)
+                for address in addresses]
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        return

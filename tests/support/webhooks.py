@@ -82,13 +82,18 @@ class Receiver:
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 reply = receiver._next(Received(self.command, self.path, headers, body))
                 time.sleep(reply.delay_s)
+                # A 204 or 304 has no body (RFC 9110); a client may read bytes sent after
+                # one as the start of the connection's next answer.
+                bodiless = reply.status in (204, 304)
                 try:
                     self.send_response(reply.status)
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
-                    self.send_header("content-length", str(len(reply.body)))
+                    if not bodiless:
+                        self.send_header("content-length", str(len(reply.body)))
                     self.end_headers()
-                    self.wfile.write(reply.body)
+                    if not bodiless:
+                        self.wfile.write(reply.body)
                 except OSError:
                     self.close_connection = True  # the sender gave up waiting
 
