@@ -139,11 +139,11 @@ class JobTracker:
                 self.on_changed(str(row["job_id"]))
 
     async def _lease_and_poll(self, job_id: str) -> bool | None:
-        at = now()
-        async with self.sessions() as session, session.begin():
-            repo = JobRepository(session)
-            leased = await repo.try_lease(job_id, self.owner, at, at + self.settings.jobs.lease_s)
-            job = await repo.get(job_id)
+        at, owner = now(), self.owner
+        # Core statements in one trip (db.transact): a job with waiters is refreshed every
+        # refresh_after_s, and the ORM session's bookkeeping was most of that refresh's cost.
+        leased, job = await transact(self.engine, lambda conn: job_rows.lease(
+            conn, job_id, owner, at, at + self.settings.jobs.lease_s))
         if job is None or job.status not in UNFINISHED:
             return True  # ended, and settled by whoever ended it
         return await self.poll(job) if leased else None
@@ -299,12 +299,8 @@ class JobTracker:
         return settled is not None
 
     async def _release(self, job: Job) -> None:
-        at = now()
-        async with self.sessions() as session, session.begin():
-            await JobRepository(session).update(
-                job.id, Job.lease_owner == self.owner,
-                polled_at=at, lease_owner=None, lease_until=None,
-            )
+        at, owner = now(), self.owner
+        await transact(self.engine, lambda conn: job_rows.release(conn, job.id, owner, at))
 
     async def cancel_upstream(self, job: Job) -> None:
         if job.upstream is None or job.upstream_id is None:

@@ -19,6 +19,14 @@ UPDATE_SUBMITTING = update(JOBS).where(JOBS.c.id == bindparam("job"),
 UPDATE_UNFINISHED = update(JOBS).where(JOBS.c.id == bindparam("job"),
                                        JOBS.c.status.in_(UNFINISHED))
 FORGET_KEY = update(JOBS).where(JOBS.c.id == bindparam("job")).values(idempotency_key=None)
+LEASE = update(JOBS).where(
+    JOBS.c.id == bindparam("job"), JOBS.c.status.in_(UNFINISHED),
+    or_(JOBS.c.lease_until.is_(None), JOBS.c.lease_until < bindparam("at")),
+).values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+RELEASE = update(JOBS).where(JOBS.c.id == bindparam("job"),
+                             JOBS.c.lease_owner == bindparam("owner")).values(
+    polled_at=bindparam("at"), lease_owner=None, lease_until=None)
+READ = select(JOBS).where(JOBS.c.id == bindparam("job"))
 STARTED_SINCE = select(func.count(), func.min(JOBS.c.created_at)).where(
     JOBS.c.token_id == bindparam("token"), JOBS.c.created_at > bindparam("since"))
 
@@ -44,6 +52,23 @@ def update_submitting(conn: Connection, job_id: str, values: dict[str, Any]) -> 
 def forget_idempotency_key(conn: Connection, job_id: str) -> None:
     """Let the job's Idempotency-Key name another request."""
     conn.execute(FORGET_KEY, {"job": job_id})
+
+
+def lease(conn: Connection, job_id: str, owner: str, at: float,
+          until: float) -> tuple[bool, Job | None]:
+    """Take the right to poll this job (only one process holds it until it expires), and read
+    it: whether the lease is ours, and the job as it stands (a detached copy)."""
+    leased = conn.execute(LEASE, {"job": job_id, "at": at, "owner": owner,
+                                  "until": until}).rowcount == 1
+    row = conn.execute(READ, {"job": job_id}).first()
+    if row is None:
+        return leased, None
+    return leased, Job(**{column.key: row._mapping[column] for column in JOBS.columns})
+
+
+def release(conn: Connection, job_id: str, owner: str, at: float) -> None:
+    """Record a poll that learned nothing and give up the lease, if it is still ours."""
+    conn.execute(RELEASE, {"job": job_id, "owner": owner, "at": at})
 
 
 def update_unfinished(conn: Connection, job_id: str, values: dict[str, Any]) -> bool:
@@ -89,15 +114,6 @@ class JobRepository:
             update(JOBS).where(Job.id == job_id, *conditions).values(**values)
         )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
-
-    async def try_lease(self, job_id: str, owner: str, at: float, until: float) -> bool:
-        """Take the right to poll this job; only one process holds it until it expires."""
-        return await self.update(
-            job_id,
-            Job.status.in_(UNFINISHED),
-            or_(Job.lease_until.is_(None), Job.lease_until < at),
-            lease_owner=owner, lease_until=until,
-        )
 
     async def mark_polled(self, ids: Sequence[str], owner: str, at: float) -> None:
         """Record a poll that learned nothing new, for many jobs at once, and free them."""
