@@ -384,6 +384,29 @@ class TestS3Store:
         assert wrong not in str(raised.value)
         assert s3_server.endpoint_url not in str(raised.value)
 
+    def test_a_read_the_server_refuses_says_why_and_names_no_secret(
+            self, s3_server: S3Server) -> None:
+        # Reads go by presigned URL; one refused is asked again through the S3 client,
+        # whose error code is the one that surfaces.
+        config = s3_server.config(prefix=f"refused-{uuid.uuid4().hex[:8]}")
+        wrong = "wrong-" + uuid.uuid4().hex
+
+        async def put(store: BlobStore) -> None:
+            await store.put("vid_1/video", stream(b"kept"), "video/mp4")
+
+        async def read(store: BlobStore) -> bytes:
+            async with await store.open("vid_1/video") as blob:
+                return await blob.read()
+
+        run(ArchiveConfig(backend="s3", s3=config), put)
+        assert run(ArchiveConfig(backend="s3", s3=config), read) == b"kept"
+        with pytest.raises(StorageError) as raised:
+            run(ArchiveConfig(backend="s3", s3=config.model_copy(
+                update={"secret_key": wrong})), read)
+        assert "SignatureDoesNotMatch" in str(raised.value)
+        assert wrong not in str(raised.value)
+        assert "X-Amz-Signature" not in str(raised.value)
+
     def test_an_unreachable_server_is_a_storage_error(self) -> None:
         from tests.support.servers import free_port
 

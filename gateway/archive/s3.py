@@ -4,7 +4,8 @@ Large blobs go up as multipart uploads, one part in flight while the next one fi
 stays at about two parts whatever the blob's size; a failed upload is aborted, never left half
 made. The sha256 is known only once the last byte has passed, after S3 has fixed the object's
 metadata, so a multipart object is copied onto itself with the digest added (a server-side
-copy: no byte comes back through the gateway). Reads are ranged GETs streamed in chunks.
+copy: no byte comes back through the gateway). Reads are ranged GETs on presigned URLs
+(``s3_reads``), streamed in chunks of up to 1 MiB.
 Nothing botocore or aiohttp raises gets past this module.
 """
 
@@ -15,7 +16,7 @@ import contextlib
 import hashlib
 import io
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any, NoReturn
 
@@ -25,6 +26,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.archive.config import S3Config
+from gateway.archive.s3_reads import PresignedReads
 from gateway.archive.storage import (
     CHUNK_SIZE,
     BlobEntry,
@@ -94,6 +96,18 @@ async def _parts(stream: AsyncIterator[bytes], size: int) -> AsyncIterator[tuple
     yield part, True
 
 
+def _buffer_chunks(body: Any, chunk_size: int) -> None:
+    """Let the HTTP client buffer a whole chunk or two before it stops reading the socket.
+
+    aiohttp's default (64 KiB, paused at 128 KiB) makes the server, the gateway and its
+    client take turns in small steps: a wake-up each, which on a busy machine costs more than
+    the bytes. Only aiohttp's reader has the knob; another backend is left as it is.
+    """
+    content: Any = getattr(getattr(body, "raw_stream", None), "content", None)
+    if hasattr(content, "set_read_chunk_size"):
+        content.set_read_chunk_size(chunk_size)
+
+
 def _hash(hasher: Any, part: io.BytesIO) -> int:
     """Adds the part to the digest (in a worker thread: hashlib lets go of the GIL)."""
     with part.getbuffer() as view:
@@ -115,6 +129,8 @@ class S3Store:
         self._stack = AsyncExitStack()
         self._client: Any = None
         self._lock = asyncio.Lock()
+        self._reads = PresignedReads(self._presign_name, chunk_size=chunk_size,
+                                     connections=64)
 
     async def _s3(self) -> Any:
         # The client is made on first use: its connection pool belongs to the running loop.
@@ -135,6 +151,7 @@ class S3Store:
             return self._client
 
     async def aclose(self) -> None:
+        await self._reads.aclose()
         async with self._lock:
             self._client = None
             await self._stack.aclose()
@@ -192,7 +209,27 @@ class S3Store:
                         last_modified=head["LastModified"], sha256=head["Metadata"].get("sha256"))
 
     async def open(self, key: str, byte_range: ByteRange | None = None) -> BlobRead:
-        s3, name = await self._s3(), self._name(key)
+        name = self._name(key)
+        async with self.call("get", key):
+            answer = await self._reads.get(name, byte_range.header() if byte_range else None)
+        if answer is None:
+            return await self._open_by_client(key, name, byte_range)
+        if answer.status in (404, 416):
+            answer.response.release()
+            if answer.status == 404:
+                raise BlobNotFound(key)
+            await self._unsatisfiable(key)
+        info = answer.info(key)
+        found = _CONTENT_RANGE.fullmatch(answer.response.headers.get("content-range") or "")
+        offset, stop = (int(found[1]), int(found[2]) + 1) if found else (0, info.size)
+        content = answer.response.content
+        return BlobRead(info, offset, stop, self._chunks(key, content, stop - offset),
+                        _released(answer.response))
+
+    async def _open_by_client(self, key: str, name: str,
+                              byte_range: ByteRange | None) -> BlobRead:
+        """A GET through the S3 client: when a presigned URL was refused, its error is ours."""
+        s3 = await self._s3()
         ranged = {"Range": byte_range.header()} if byte_range else {}
         try:
             async with self.call("get", key):
@@ -202,6 +239,7 @@ class S3Store:
                 await self._unsatisfiable(key)
             raise
         body = response["Body"]
+        _buffer_chunks(body, self.chunk_size)
         found = _CONTENT_RANGE.fullmatch(response.get("ContentRange") or "")
         if found:
             offset, stop, size = int(found[1]), int(found[2]) + 1, int(found[3])
@@ -250,14 +288,24 @@ class S3Store:
                                 last_modified=item["LastModified"])
 
     async def presign(self, key: str, expires_s: int) -> str | None:
+        return await self._presign_name(self._name(key), expires_s)
+
+    async def _presign_name(self, name: str, expires_s: int) -> str:
         if not 1 <= expires_s <= MAX_PRESIGN_S:
             raise ValueError(f"expires_s must be within 1..{MAX_PRESIGN_S}")
         s3 = await self._s3()
-        async with self.call("presign", key):
+        async with self.call("presign", name.removeprefix(self.prefix)):
             url: str = await s3.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": self._name(key)},
+                "get_object", Params={"Bucket": self.bucket, "Key": name},
                 ExpiresIn=expires_s)
         return url
+
+
+def _released(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    async def release() -> None:
+        # A body read to its end gives the connection back; one cut short closes it.
+        response.release()
+    return release
 
 
 class _Multipart:
