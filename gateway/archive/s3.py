@@ -83,17 +83,29 @@ async def _parts(stream: AsyncIterator[bytes], size: int) -> AsyncIterator[tuple
     A full part is held back until the next chunk shows that more follows, so a blob of
     exactly one part is still recognised as a single upload. Parts are ``BytesIO``: filled
     without a copy, and sent by the HTTP client in small writes rather than handed whole to
-    the socket's buffer.
+    the socket's buffer. Two buffers take turns for the whole blob, one sent while the other
+    fills: the caller asks for the next part only once the one before the last has gone, and
+    a fresh buffer per part would leave the allocator a trail of freed 8 MiB blocks that the
+    process's RSS keeps.
     """
-    part = io.BytesIO()
+    buffers = (io.BytesIO(), io.BytesIO())
+    turn, part = 0, buffers[0]
     async for chunk in stream:
         if part.tell() >= size:
+            yield _sealed(part), False
+            turn = 1 - turn
+            part = buffers[turn]
             part.seek(0)
-            yield part, False
-            part = io.BytesIO()  # a new buffer: the one yielded is still being sent
         part.write(chunk)
+        del chunk  # the chunk is in the part now; the stream may hand out the next one
+    yield _sealed(part), True
+
+
+def _sealed(part: io.BytesIO) -> io.BytesIO:
+    """The part as filled so far, from its start (what the turn before left past it cut off)."""
+    part.truncate()
     part.seek(0)
-    yield part, True
+    return part
 
 
 def _buffer_chunks(body: Any, chunk_size: int) -> None:
