@@ -8,6 +8,7 @@ import hashlib
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -436,6 +437,37 @@ class TestS3Store:
             with pytest.raises(StorageError, match="TimeoutError"):
                 asyncio.run(scenario())
         assert time.monotonic() - began < 10
+
+    def test_a_read_that_stalls_midway_is_a_storage_error_not_a_hang(self) -> None:
+        with socket.create_server(("127.0.0.1", 0)) as stalling:
+            port = stalling.getsockname()[1]
+
+            def answer_then_stall() -> None:  # the headers and 3 of 100 bytes, then nothing
+                connection, _ = stalling.accept()
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n"
+                                   b"Content-Type: video/mp4\r\n\r\nabc")
+                connection.recv(1)  # until the client gives up and closes
+                connection.close()
+
+            server = threading.Thread(target=answer_then_stall, daemon=True)
+            server.start()
+            config = S3Config(endpoint_url=f"http://127.0.0.1:{port}", bucket="stalls",
+                              access_key="a", secret_key="b")
+
+            async def scenario() -> bytes:
+                store = S3Store(config, timeout_s=1.0)
+                try:
+                    async with await store.open("vid_1/video") as blob:
+                        return await blob.read()
+                finally:
+                    await store.aclose()
+
+            began = time.monotonic()
+            with pytest.raises(StorageError, match="s3 read"):
+                asyncio.run(scenario())
+        assert time.monotonic() - began < 10
+        server.join(timeout=10)
 
     def test_a_part_smaller_than_s3_allows_is_refused(self, s3_server: S3Server) -> None:
         with pytest.raises(ValueError, match="part_size"):

@@ -142,7 +142,7 @@ class S3Store:
         self._client: Any = None
         self._lock = asyncio.Lock()
         self._reads = PresignedReads(self._presign_name, chunk_size=chunk_size,
-                                     connections=64)
+                                     connections=64, read_timeout_s=min(60.0, timeout_s))
 
     async def _s3(self) -> Any:
         # The client is made on first use: its connection pool belongs to the running loop.
@@ -270,10 +270,14 @@ class S3Store:
         raise RangeNotSatisfiable(key, info.size)
 
     async def _chunks(self, key: str, body: Any, length: int) -> AsyncIterator[bytes]:
+        # Each read is bounded by the HTTP client's own socket read timeout: a timer of
+        # ours per chunk cost a tenth of the relay's CPU, and a stalled read fails the same.
         received = 0
         while True:
-            async with self.call("read", key):
+            try:
                 chunk = await body.read(self.chunk_size)
+            except _FOREIGN as exc:
+                raise StorageError(f"s3 read {key!r} failed: {_code(exc)}") from exc
             if not chunk:
                 break
             received += len(chunk)

@@ -62,10 +62,11 @@ def _date(value: str | None) -> datetime:
 
 class PresignedReads:
     def __init__(self, sign: Callable[[str, int], Awaitable[str]], *, chunk_size: int,
-                 connections: int) -> None:
+                 connections: int, read_timeout_s: float) -> None:
         self._sign = sign
         self._chunk_size = chunk_size
         self._connections = connections
+        self._read_timeout_s = read_timeout_s
         self._urls: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._http: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
@@ -75,7 +76,8 @@ class PresignedReads:
             if self._http is None:
                 self._http = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=self._connections),
-                    timeout=aiohttp.ClientTimeout(sock_connect=10, sock_read=60),
+                    timeout=aiohttp.ClientTimeout(sock_connect=10,
+                                                  sock_read=self._read_timeout_s),
                     auto_decompress=False, read_bufsize=self._chunk_size)
             return self._http
 
