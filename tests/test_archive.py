@@ -11,7 +11,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from gateway.migrate import alembic_config
 from gateway.simulator import expected_content
 from tests.conftest import wait_for
 from tests.support.archive import (
+    Archived,
     archive_config,
     blob_names,
     forget_upstream,
@@ -45,30 +45,6 @@ def sim() -> Iterator[Simulator]:
     simulator = Simulator(flavor="openai", duration_s=0.3).start()
     yield simulator
     simulator.stop()
-
-
-@dataclass
-class Archived:
-    gw: Gateway
-    sim: Simulator
-    s3: S3Server | None
-
-    def token(self, group: str = "official") -> str:
-        return self.gw.create_token(group=group)[1]
-
-    def finished(self, prompt: str, token: str | None = None) -> tuple[str, str, str]:
-        """A completed video with ``prompt``: its id, its upstream id and the token."""
-        token = token or self.token()
-        video = self.gw.client(token).videos.create_and_poll(prompt=prompt,
-                                                             poll_interval_ms=100)
-        assert video.status == "completed"
-        return video.id, self.sim.job_for(prompt)[0], token
-
-    def content(self, video_id: str, token: str, variant: str = "video",
-                **headers: str) -> httpx.Response:
-        return httpx.get(f"{self.gw.url}/v1/videos/{video_id}/content",
-                         headers={"Authorization": f"Bearer {token}", **headers},
-                         params={"variant": variant})
 
 
 def _config(sim: Simulator, compat: Simulator, archive: dict[str, object]) -> dict[str, object]:

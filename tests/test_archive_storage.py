@@ -8,6 +8,7 @@ import hashlib
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -300,6 +301,20 @@ class TestLocalStore:
         assert list(outside.iterdir()) == []
 
 
+def _within_a_second(port: int, scenario: Callable[[S3Store], Awaitable[T]]) -> T:
+    """``scenario`` on a store of a server on ``port``, each request bounded to one second."""
+    config = S3Config(endpoint_url=f"http://127.0.0.1:{port}", bucket="slow",
+                      access_key="a", secret_key="b")
+
+    async def bounded() -> T:
+        store = S3Store(config, timeout_s=1.0)
+        try:
+            return await scenario(store)
+        finally:
+            await store.aclose()
+    return asyncio.run(bounded())
+
+
 class TestS3Store:
     def test_a_40_mib_video_round_trips_through_a_multipart_upload(
             self, s3_server: S3Server) -> None:
@@ -384,6 +399,29 @@ class TestS3Store:
         assert wrong not in str(raised.value)
         assert s3_server.endpoint_url not in str(raised.value)
 
+    def test_a_read_the_server_refuses_says_why_and_names_no_secret(
+            self, s3_server: S3Server) -> None:
+        # Reads go by presigned URL; one refused is asked again through the S3 client,
+        # whose error code is the one that surfaces.
+        config = s3_server.config(prefix=f"refused-{uuid.uuid4().hex[:8]}")
+        wrong = "wrong-" + uuid.uuid4().hex
+
+        async def put(store: BlobStore) -> None:
+            await store.put("vid_1/video", stream(b"kept"), "video/mp4")
+
+        async def read(store: BlobStore) -> bytes:
+            async with await store.open("vid_1/video") as blob:
+                return await blob.read()
+
+        run(ArchiveConfig(backend="s3", s3=config), put)
+        assert run(ArchiveConfig(backend="s3", s3=config), read) == b"kept"
+        with pytest.raises(StorageError) as raised:
+            run(ArchiveConfig(backend="s3", s3=config.model_copy(
+                update={"secret_key": wrong})), read)
+        assert "SignatureDoesNotMatch" in str(raised.value)
+        assert wrong not in str(raised.value)
+        assert "X-Amz-Signature" not in str(raised.value)
+
     def test_an_unreachable_server_is_a_storage_error(self) -> None:
         from tests.support.servers import free_port
 
@@ -399,20 +437,39 @@ class TestS3Store:
     def test_a_server_that_stops_answering_is_a_storage_error_not_a_hang(self) -> None:
         with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
             port = silent.getsockname()[1]
-            config = S3Config(endpoint_url=f"http://127.0.0.1:{port}", bucket="silent",
-                              access_key="a", secret_key="b")
 
-            async def scenario() -> None:
-                store = S3Store(config, timeout_s=1.0)
-                try:
-                    await store.put("vid_1/video", stream(data_of(PART_SIZE)), "video/mp4")
-                finally:
-                    await store.aclose()
+            async def scenario(store: S3Store) -> None:
+                await store.put("vid_1/video", stream(data_of(PART_SIZE)), "video/mp4")
 
             began = time.monotonic()
             with pytest.raises(StorageError, match="TimeoutError"):
-                asyncio.run(scenario())
+                _within_a_second(port, scenario)
         assert time.monotonic() - began < 10
+
+    def test_a_read_that_stalls_midway_is_a_storage_error_not_a_hang(self) -> None:
+        with socket.create_server(("127.0.0.1", 0)) as stalling:
+            port = stalling.getsockname()[1]
+
+            def answer_then_stall() -> None:  # the headers and 3 of 100 bytes, then nothing
+                connection, _ = stalling.accept()
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n"
+                                   b"Content-Type: video/mp4\r\n\r\nabc")
+                connection.recv(1)  # until the client gives up and closes
+                connection.close()
+
+            server = threading.Thread(target=answer_then_stall, daemon=True)
+            server.start()
+
+            async def scenario(store: S3Store) -> bytes:
+                async with await store.open("vid_1/video") as blob:
+                    return await blob.read()
+
+            began = time.monotonic()
+            with pytest.raises(StorageError, match="s3 read"):
+                _within_a_second(port, scenario)
+        assert time.monotonic() - began < 10
+        server.join(timeout=10)
 
     def test_a_part_smaller_than_s3_allows_is_refused(self, s3_server: S3Server) -> None:
         with pytest.raises(ValueError, match="part_size"):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
@@ -22,6 +23,16 @@ from gateway.errors import NotFound, unsatisfiable
 from gateway.videos.models import Job
 
 log = logging.getLogger("gateway.archive")
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What a request asks of a stored asset beyond the asset itself (RFC 9110 §13, §14)."""
+
+    wanted: ByteRange | None = None
+    if_none_match: str | None = None
+    if_range: str | None = None
+    head: bool = False  # the headers a GET would get, and not one byte read from the store
 
 
 def expired(job: Job, at: float) -> bool:
@@ -41,6 +52,23 @@ def matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
+def range_applies(if_range: str | None, etag: str, stored_at: float) -> bool:
+    """Whether the client's copy is still this one, so a Range may continue it (If-Range).
+
+    An entity tag is compared strongly (a weak one never matches); a date must equal the
+    Last-Modified sent, to the second it was sent with. Anything else gets the whole asset.
+    """
+    if if_range is None:
+        return True
+    validator = if_range.strip()
+    if validator.startswith(('"', "W/")):
+        return validator == etag
+    try:
+        return int(parsedate_to_datetime(validator).timestamp()) == int(stored_at)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+
+
 def _validators(asset: ArchivedAsset) -> dict[str, str]:
     return {"etag": etag_of(asset), "last-modified": formatdate(asset.stored_at, usegmt=True),
             "accept-ranges": "bytes", "cache-control": "private"}
@@ -54,8 +82,7 @@ async def _relay(blob: BlobRead) -> AsyncIterator[bytes]:
         await blob.aclose()
 
 
-async def serve(archiver: Archiver, job: Job, variant: str, wanted: ByteRange | None,
-                if_none_match: str | None) -> Response:
+async def serve(archiver: Archiver, job: Job, variant: str, asks: Conditions) -> Response:
     """The stored asset, as the content route answers it."""
     if expired(job, now()):
         until = datetime.fromtimestamp(job.retain_until or now(), UTC)
@@ -66,13 +93,31 @@ async def serve(archiver: Archiver, job: Job, variant: str, wanted: ByteRange | 
     if asset is None:
         raise NotFound(f"Video '{job.id}' has no {variant}.", param="variant")
     headers = _validators(asset)
-    if matches(if_none_match, headers["etag"]):
+    if matches(asks.if_none_match, headers["etag"]):
         return Response(status_code=304, headers=headers)
     if archiver.config.redirect:
         url = await archiver.store.presign(asset.key, archiver.config.redirect_expires_s)
         if url is not None:
             return RedirectResponse(url, status_code=302, headers=headers)
+    wanted = asks.wanted if range_applies(asks.if_range, headers["etag"], asset.stored_at) \
+        else None
+    if asks.head:
+        return _head(asset, wanted, headers)
     return await _stream(archiver, asset, wanted, headers)
+
+
+def _head(asset: ArchivedAsset, wanted: ByteRange | None, headers: dict[str, str]) -> Response:
+    """From the asset's row alone: its length and digest were checked when it was stored."""
+    offset, stop = 0, asset.size
+    if wanted is not None:
+        try:
+            offset, stop = wanted.resolve(asset.key, asset.size)
+        except RangeNotSatisfiable as exc:
+            raise unsatisfiable(f"bytes */{exc.size}") from exc
+        headers["content-range"] = f"bytes {offset}-{stop - 1}/{asset.size}"
+    headers["content-length"] = str(stop - offset)
+    return Response(status_code=206 if wanted else 200, headers=headers,
+                    media_type=asset.content_type)
 
 
 async def _stream(archiver: Archiver, asset: ArchivedAsset, wanted: ByteRange | None,

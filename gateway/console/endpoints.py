@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.responses import StreamingResponse
 
 from gateway.errors import NotFound, VideoNotReady
 from gateway.tokens.auth import AdminAuth
 from gateway.videos.admin import any_job
-from gateway.videos.content import stream_content
+from gateway.videos.content import ContentAsk, stream_content
 from gateway.videos.deps import Served
 from gateway.videos.schemas import public_status
 
@@ -65,15 +65,15 @@ async def console_asset(name: str) -> Response:
     return _serve(name)
 
 
-@router.get("/videos/{video_id}/content", response_class=StreamingResponse,  # or a stored file
-            dependencies=[AdminAuth])
+# As the API's content route: HEAD, Range, If-Range and If-None-Match alike.
+@router.api_route("/videos/{video_id}/content", methods=["GET", "HEAD"],
+                  response_class=StreamingResponse, dependencies=[AdminAuth])
 async def admin_content(
-    video_id: str, ctx: Served,
+    video_id: str, request: Request, ctx: Served,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
-    range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
     job = await any_job(ctx.sessions, video_id)
     if job.status != "completed":
         raise VideoNotReady(f"Video '{video_id}' is {public_status(job.status)}; content is "
                             "available once it has completed.")
-    return await stream_content(ctx, job, variant, range_header)
+    return await stream_content(ctx, job, ContentAsk.of(request, variant))

@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gateway.archive import serving as archived
@@ -97,16 +98,52 @@ async def _relay(stream: ContentStream, stack: AsyncExitStack,
         await stack.aclose()
 
 
-async def stream_content(ctx: VideoDeps, job: Job, variant: str, range_header: str | None,
-                         if_none_match: str | None = None) -> Response:
+@dataclass(frozen=True)
+class ContentAsk:
+    """One content request as every content route reads it: the API's, a signed link's and
+    the console's answer the same headers the same way."""
+
+    variant: str
+    range_header: str | None = None
+    if_none_match: str | None = None
+    if_range: str | None = None
+    head: bool = False
+
+    @classmethod
+    def of(cls, request: Request, variant: str) -> ContentAsk:
+        headers = request.headers
+        return cls(variant, headers.get("range"), headers.get("if-none-match"),
+                   headers.get("if-range"), request.method == "HEAD")
+
+
+def _conditions(ask: ContentAsk, wanted: ByteRange | None) -> archived.Conditions:
+    return archived.Conditions(wanted.blob_range() if wanted is not None else None,
+                               ask.if_none_match, ask.if_range, ask.head)
+
+
+def _same_copy(if_range: str | None, etag: str | None, last_modified: str | None) -> bool:
+    """If-Range against an upstream's validators: the Range applies only to the same copy."""
+    if if_range is None:
+        return True
+    return if_range.strip() in {value for value in (etag, last_modified)
+                                if value and not value.startswith("W/")}
+
+
+async def stream_content(ctx: VideoDeps, job: Job, ask: ContentAsk) -> Response:
+    variant = ask.variant
     if variant not in VARIANTS:
         raise InvalidRequest("'variant' must be video, thumbnail or spritesheet.",
                              param="variant")
     # A Range that is not one "bytes=a-b" is ignored, as RFC 9110 asks: the whole asset.
-    wanted = ByteRange.parse(range_header)
+    wanted = ByteRange.parse(ask.range_header)
     if job.archive_state in ARCHIVED:
-        blob_range = wanted.blob_range() if wanted is not None else None
-        return await archived.serve(ctx.archive, job, variant, blob_range, if_none_match)
+        return await archived.serve(ctx.archive, job, variant, _conditions(ask, wanted))
+    return await _from_upstream(ctx, job, ask, wanted)
+
+
+async def _from_upstream(ctx: VideoDeps, job: Job, ask: ContentAsk,
+                         wanted: ByteRange | None) -> Response:
+    variant = ask.variant
     assert job.upstream is not None
     assert job.upstream_id is not None
     placement = ctx.pool.placement(job.upstream, job.upstream_key_index)
@@ -115,7 +152,8 @@ async def stream_content(ctx: VideoDeps, job: Job, variant: str, range_header: s
         response = await stack.enter_async_context(ctx.pool.flavor(job.upstream).content(
             job.upstream_id, job.poll_state or {}, placement.key, variant=variant,
             url=job.content_url if variant == "video" else None,
-            range_header=range_header if wanted else None,
+            # Under If-Range the whole is asked for: which copy it is shows only in its answer.
+            range_header=ask.range_header if wanted and ask.if_range is None else None,
         ))
     except UpstreamGone as exc:
         await stack.aclose()
@@ -128,6 +166,12 @@ async def stream_content(ctx: VideoDeps, job: Job, variant: str, range_header: s
     if response.status == 416:
         await stack.aclose()
         raise unsatisfiable(response.content_range)
+    return await _answer(response, stack, job.id, ask, wanted)
+
+
+async def _answer(response: ContentStream, stack: AsyncExitStack, job_id: str,
+                  ask: ContentAsk, wanted: ByteRange | None) -> Response:
+    """The upstream's answer as the client's, a Range it ignored applied here."""
     headers = {"accept-ranges": "bytes"}
     if response.content_length is not None:
         headers["content-length"] = str(response.content_length)
@@ -135,19 +179,22 @@ async def stream_content(ctx: VideoDeps, job: Job, variant: str, range_header: s
                         ("last-modified", response.last_modified)):
         if value:
             headers[name] = value
-    relay = _relay(response, stack, job.id)
-    body: AsyncIterator[bytes] = relay
-    status = response.status
-    if wanted is not None and status == 200 and "content-length" in headers:
+    status, sliced = response.status, None
+    if wanted is not None and status == 200 and "content-length" in headers \
+            and _same_copy(ask.if_range, response.etag, response.last_modified):
         total = int(headers["content-length"])
         try:
-            start, end = wanted.bounds(total)
+            sliced = wanted.bounds(total)
         except RangeNotSatisfiable:
             await stack.aclose()
             raise
-        body = _slice(relay, start, end)
-        headers.update({"content-length": str(end - start + 1),
-                        "content-range": f"bytes {start}-{end}/{total}"})
+        headers.update({"content-length": str(sliced[1] - sliced[0] + 1),
+                        "content-range": f"bytes {sliced[0]}-{sliced[1]}/{total}"})
         status = 206
-    return StreamingResponse(body, status_code=status, headers=headers,
-                             media_type=media_type(response.content_type, variant))
+    content_type = media_type(response.content_type, ask.variant)
+    if ask.head:
+        await stack.aclose()
+        return Response(status_code=status, headers=headers, media_type=content_type)
+    relay = _relay(response, stack, job_id)
+    body = relay if sliced is None else _slice(relay, *sliced)
+    return StreamingResponse(body, status_code=status, headers=headers, media_type=content_type)

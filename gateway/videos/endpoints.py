@@ -10,7 +10,7 @@ from starlette.responses import StreamingResponse
 from gateway.db import now
 from gateway.tokens.auth import GatewayToken, check_token
 from gateway.videos.characters import CharacterOut, CharacterService
-from gateway.videos.content import stream_content
+from gateway.videos.content import ContentAsk, stream_content
 from gateway.videos.deps import Served as Context
 from gateway.videos.inputs import parse_create, parse_prompt, read_body
 from gateway.videos.models import Job
@@ -97,12 +97,13 @@ async def delete_video(video_id: str, ctx: Context, token: GatewayToken) -> Vide
     return VideoDeleted(id=video_id)
 
 
-@router.get("/{video_id}/content", response_class=StreamingResponse)  # or a FileResponse
+# HEAD answers what GET would, without a byte of the body (Range, If-Range, If-None-Match
+# are read by ContentAsk from the request itself).
+@router.api_route("/{video_id}/content", methods=["GET", "HEAD"],
+                  response_class=StreamingResponse)
 async def download_content(
     video_id: str, request: Request, ctx: Context,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
-    range_header: Annotated[str | None, Header(alias="Range")] = None,
-    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
     expires: str | None = None, signature: str | None = None,
 ) -> Response:
     if expires is None and signature is None:
@@ -111,7 +112,7 @@ async def download_content(
     else:  # a signed link: it is the credential, for this video and variant only
         _linker(ctx).check(video_id, variant, expires, signature, now())
         job = await shared_video(ctx, video_id)
-    return await stream_content(ctx, job, variant, range_header, if_none_match)
+    return await stream_content(ctx, job, ContentAsk.of(request, variant))
 
 
 @router.post("/{video_id}/share", response_model=SharedLink)

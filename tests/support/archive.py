@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,27 @@ def blob_names(gw: Gateway, s3: S3Server | None) -> list[str]:
     root = gw.workdir / config.get("dir", "archive") / "data"
     return sorted(str(path.relative_to(root)) for path in Path(root).rglob("*")
                   if path.is_file())
+
+
+@dataclass
+class Archived:
+    gw: Gateway
+    sim: Simulator
+    s3: S3Server | None
+
+    def token(self, group: str = "official") -> str:
+        return self.gw.create_token(group=group)[1]
+
+    def finished(self, prompt: str, token: str | None = None) -> tuple[str, str, str]:
+        """A completed video with ``prompt``: its id, its upstream id and the token."""
+        token = token or self.token()
+        video = self.gw.client(token).videos.create_and_poll(prompt=prompt,
+                                                             poll_interval_ms=100)
+        assert video.status == "completed"
+        return video.id, self.sim.job_for(prompt)[0], token
+
+    def content(self, video_id: str, token: str, variant: str = "video",
+                **headers: str) -> httpx.Response:
+        return httpx.get(f"{self.gw.url}/v1/videos/{video_id}/content",
+                         headers={"Authorization": f"Bearer {token}", **headers},
+                         params={"variant": variant})
