@@ -238,7 +238,7 @@ def over_target(before: dict[str, Any], after: dict[str, Any]) -> float:
 def warm_up(url: str, token: str) -> None:
     """One short job streamed to its end: a fresh process builds each route's request
     handling (FastAPI's dependants, pydantic's validators) on its first call, about 0.1 s
-    of the event loop on the development machine, once."""
+    of the event loop on a 2-core machine, once."""
     body = {"model": ALIAS, "stream": True,
             "messages": [{"role": "user", "content": "warm-up [duration:0.5]"}]}
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60,

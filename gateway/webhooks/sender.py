@@ -5,7 +5,7 @@ the event's one ``webhook-id``. Redirects are not followed: a receiver that move
 with a 3xx, and following it would let a public URL lead the gateway to a private one.
 
 The POST goes through aiohttp rather than httpx, which the rest of the gateway uses: one
-delivery is one small request, and on the development machine httpx spent about 3 ms of CPU
+delivery is one small request, and on a 2-core test machine httpx spent about 3 ms of CPU
 on each (request and response models, the pool's scan of its connections, anyio streams)
 where aiohttp spends 0.3 ms, most of its parser being C. At thousands of events that was
 the delivery worker's main cost.
