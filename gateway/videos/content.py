@@ -121,14 +121,6 @@ def _conditions(ask: ContentAsk, wanted: ByteRange | None) -> archived.Condition
                                ask.if_none_match, ask.if_range, ask.head)
 
 
-def _same_copy(if_range: str | None, etag: str | None, last_modified: str | None) -> bool:
-    """If-Range against an upstream's validators: the Range applies only to the same copy."""
-    if if_range is None:
-        return True
-    return if_range.strip() in {value for value in (etag, last_modified)
-                                if value and not value.startswith("W/")}
-
-
 async def stream_content(ctx: VideoDeps, job: Job, ask: ContentAsk) -> Response:
     variant = ask.variant
     if variant not in VARIANTS:
@@ -181,7 +173,8 @@ async def _answer(response: ContentStream, stack: AsyncExitStack, job_id: str,
             headers[name] = value
     status, sliced = response.status, None
     if wanted is not None and status == 200 and "content-length" in headers \
-            and _same_copy(ask.if_range, response.etag, response.last_modified):
+            and archived.range_applies(ask.if_range, response.etag,
+                                          response.last_modified):
         total = int(headers["content-length"])
         try:
             sliced = wanted.bounds(total)
