@@ -1,6 +1,6 @@
 """The gateway processes sharing one database, so a per-upstream cap is shared among them.
 
-Each process's reconciler records itself here every cycle; a process not seen for ``STALE_S``
+Each process's reconciler records itself here every second; a process not seen for ``STALE_S``
 is gone (killed, or on a host that lost the database). ``jobs.poll_concurrency`` is the cap
 for an upstream across every process, so each polls with its share: the cap divided by the
 processes alive, at least one each.
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, now, transact
 
-# Several reconciler cycles (each at most a second apart): a process stalled for a moment by a
+# Ten reports (one a second): a process stalled for a moment by a
 # long transaction is not dropped, and a dead one stops counting within seconds.
 STALE_S = 10.0
 

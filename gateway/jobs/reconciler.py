@@ -26,6 +26,9 @@ BATCH = 200
 # Batches polled at once: while one waits on upstreams, the next is claimed and sent. The
 # per-upstream cap (jobs.poll_concurrency) still bounds what each upstream sees.
 BATCHES_IN_FLIGHT = 4
+# How often a process reports itself and recounts the others (a write each time): a short
+# poll interval ticks the loop ten times a second, which the count does not need.
+BEAT_EVERY_S = 1.0
 
 
 class Reconciler:
@@ -61,12 +64,14 @@ class Reconciler:
         return min(1.0, self.settings.jobs.poll_interval_s / 2)
 
     async def _run(self) -> None:
-        swept_at = 0.0
+        swept_at = beat_at = 0.0
         while True:
             try:
-                processes = await self.peers.beat()
-                PROCESSES.set(processes)
-                self.tracker.share_polls(processes)
+                if now() - beat_at >= BEAT_EVERY_S:
+                    beat_at = now()
+                    processes = await self.peers.beat()
+                    PROCESSES.set(processes)
+                    self.tracker.share_polls(processes)
                 while await self._start_batch() >= BATCH:
                     pass
             except Exception:

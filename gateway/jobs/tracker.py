@@ -83,8 +83,9 @@ class JobTracker:
 
     def share_polls(self, processes: int) -> None:
         """Poll each upstream with this process's share of its cap, ``processes`` sharing it."""
+        mine = share(self.settings.jobs.poll_concurrency, processes)
         for limit in self._limits.values():
-            limit.resize(share(self.settings.jobs.poll_concurrency, processes))
+            limit.resize(mine)
 
     async def refresh(self, job_id: str) -> bool | None:
         """Poll the job's upstream once, sharing the call with concurrent callers.
