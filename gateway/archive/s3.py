@@ -346,8 +346,10 @@ class _Multipart:
                 in_flight = asyncio.ensure_future(self._part(len(self.done) + 1, part))
             await in_flight
         finally:
-            if not in_flight.done():  # the source failed: the part on its way is not wanted
-                in_flight.cancel()
+            # The source failed: the part on its way is let finish (its request is bounded)
+            # rather than cancelled. S3 may still store a part that was uploading while the
+            # upload was aborted, and a request cut off mid-body can leave its connection
+            # behind; waiting makes the abort that follows the last word.
             await asyncio.wait([in_flight])
             if not in_flight.cancelled():
                 in_flight.exception()  # retrieved: the error that propagates is raised above
