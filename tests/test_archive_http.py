@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from gateway.simulator import expected_content
-from tests.support.archive import Archived, archive_config, quoted_sha256, wait_archive_state
+from tests.support.archive import (
+    Archived,
+    archive_config,
+    blob_names,
+    quoted_sha256,
+    remove_blob,
+    wait_archive_state,
+)
 from tests.support.servers import ADMIN_TOKEN, Gateway, Simulator, base_config, upstream
 
 SIZE = 120_000
@@ -112,6 +119,21 @@ class TestHead:
         assert beyond.status_code == 416
         assert beyond.headers["content-range"] == f"bytes */{SIZE}"
 
+
+    def test_head_of_a_blob_gone_from_the_store_is_the_404_its_get_is(
+            self, archived: Archived) -> None:
+        video_id, _, token = archived.finished(f"gone {uuid.uuid4().hex[:10]} [size:{SIZE}]")
+        wait_archive_state(archived.gw, video_id)
+        key = next(name for name in blob_names(archived.gw, archived.s3)
+                   if name.startswith(f"{video_id}/video."))
+        remove_blob(archived.gw, archived.s3, key)
+        fetch = _api(archived, (video_id, token, b""))
+        for headers in ({}, {"Range": "bytes=0-9"}, {"Range": f"bytes={SIZE}-"}):
+            get, head = fetch("GET", **headers), fetch("HEAD", **headers)
+            assert get.status_code == 404, headers
+            assert get.json()["error"]["code"] == "not_found"
+            _same_headers(head, get)
+            assert head.headers["x-request-id"]
 
 class TestConditional:
     def test_if_none_match_answers_304_on_every_route(

@@ -95,22 +95,34 @@ async def serve(archiver: Archiver, job: Job, variant: str, asks: Conditions) ->
     same = range_applies(asks.if_range, headers["etag"], headers["last-modified"])
     wanted = asks.wanted if same else None
     if asks.head:
-        return _head(asset, wanted, headers)
+        return await _head(archiver, asset, wanted, headers)
     return await _stream(archiver, asset, wanted, headers)
 
 
-def _head(asset: ArchivedAsset, wanted: ByteRange | None, headers: dict[str, str]) -> Response:
-    """From the asset's row alone: its length and digest were checked when it was stored."""
-    offset, stop = 0, asset.size
+async def _head(archiver: Archiver, asset: ArchivedAsset, wanted: ByteRange | None,
+                headers: dict[str, str]) -> Response:
+    """The headers a GET would get, the store asked only whether the blob is there (a stat,
+    not one byte read): the row alone would answer 200 for a blob a GET finds gone."""
+    info = await archiver.store.stat(asset.key)
+    if info is None:
+        raise _missing(asset)
+    offset, stop = 0, info.size
     if wanted is not None:
         try:
-            offset, stop = wanted.resolve(asset.key, asset.size)
+            offset, stop = wanted.resolve(asset.key, info.size)
         except RangeNotSatisfiable as exc:
             raise unsatisfiable(f"bytes */{exc.size}") from exc
-        headers["content-range"] = f"bytes {offset}-{stop - 1}/{asset.size}"
+        headers["content-range"] = f"bytes {offset}-{stop - 1}/{info.size}"
     headers["content-length"] = str(stop - offset)
     return Response(status_code=206 if wanted else 200, headers=headers,
                     media_type=asset.content_type)
+
+
+def _missing(asset: ArchivedAsset) -> NotFound:
+    # The row says stored, the store has nothing: someone removed it behind our back.
+    log.warning("archived blob missing", extra={"job_id": asset.job_id,
+                                                "variant": asset.variant})
+    return NotFound(f"Video '{asset.job_id}' has no {asset.variant}.", param="variant")
 
 
 async def _stream(archiver: Archiver, asset: ArchivedAsset, wanted: ByteRange | None,
@@ -120,11 +132,7 @@ async def _stream(archiver: Archiver, asset: ArchivedAsset, wanted: ByteRange | 
     except RangeNotSatisfiable as exc:
         raise unsatisfiable(f"bytes */{exc.size}") from exc
     except BlobNotFound as exc:
-        # The row says stored, the store has nothing: someone removed it behind our back.
-        log.warning("archived blob missing", extra={"job_id": asset.job_id,
-                                                    "variant": asset.variant})
-        raise NotFound(f"Video '{asset.job_id}' has no {asset.variant}.",
-                       param="variant") from exc
+        raise _missing(asset) from exc
     headers["content-length"] = str(blob.length)
     if wanted is not None:
         headers["content-range"] = f"bytes {blob.offset}-{blob.stop - 1}/{blob.info.size}"

@@ -84,6 +84,21 @@ def blob_names(gw: Gateway, s3: S3Server | None) -> list[str]:
                   if path.is_file())
 
 
+def remove_blob(gw: Gateway, s3: S3Server | None, key: str) -> None:
+    """Deletes one of the archive's blobs behind the gateway's back, as an operator's script
+    or a lifecycle rule might: the gateway's records still say it is stored."""
+    config = gw.config["archive"]
+    if config["backend"] == "s3":
+        assert s3 is not None
+        client = s3.client()
+        try:
+            client.delete_object(Bucket=s3.bucket, Key=f"{config['s3']['prefix']}/{key}")
+        finally:
+            client.close()
+        return
+    (gw.workdir / config.get("dir", "archive") / "data" / key).unlink()
+
+
 @dataclass
 class Archived:
     gw: Gateway
