@@ -19,6 +19,7 @@ from tests.support.archive import (
     remove_blob,
     wait_archive_state,
 )
+from tests.support.s3 import S3Server
 from tests.support.servers import ADMIN_TOKEN, Gateway, Simulator, base_config, upstream
 
 SIZE = 120_000
@@ -189,3 +190,36 @@ def test_the_archive_needs_the_gateway_token_for_head_too(
                       timeout=30).status_code == 404
     assert httpx.head(f"{archived.gw.url}/admin/videos/{video_id}/content",
                       timeout=30).status_code == 401
+
+
+# A redirect's presigned URL works this long: long enough to follow, short enough to outlive.
+REDIRECT_EXPIRES_S = 2
+
+
+@pytest.fixture(scope="module")
+def redirected(tmp_path_factory: pytest.TempPathFactory, sim: Simulator,
+               s3_server: S3Server) -> Iterator[tuple[Fetch, bytes]]:
+    """A gateway on S3 that answers content with a redirect, and one video stored there."""
+    config = base_config([upstream("primary", sim, ["official"])],
+                         archive=archive_config("s3", s3_server, redirect=True,
+                                                redirect_expires_s=REDIRECT_EXPIRES_S))
+    gw = Gateway(tmp_path_factory.mktemp("archive-redirect"), config).start()
+    archived = Archived(gw, sim, s3_server)
+    video_id, upstream_id, token = archived.finished(f"redirect {uuid.uuid4().hex[:10]} "
+                                                     f"[size:{SIZE}]")
+    wait_archive_state(gw, video_id)
+    yield _api(archived, (video_id, token, b"")), expected_content(upstream_id, SIZE)
+    gw.stop()
+
+
+class TestRedirect:
+    def test_head_is_redirected_to_a_url_that_answers_head(
+            self, redirected: tuple[Fetch, bytes]) -> None:
+        fetch, data = redirected
+        get, head = fetch("GET"), fetch("HEAD")
+        assert (get.status_code, head.status_code) == (302, 302)
+        assert head.headers["etag"] == get.headers["etag"] == quoted_sha256(data)
+        followed = httpx.head(head.headers["location"], timeout=30)
+        assert followed.status_code == 200
+        assert followed.headers["content-length"] == str(SIZE)
+        assert httpx.get(get.headers["location"], timeout=30).content == data

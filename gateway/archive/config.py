@@ -61,7 +61,7 @@ class ArchiveConfig(_Strict):
     dir: str = "./archive"
     s3: S3Config | None = None
     # On s3, answer content requests with a 302 to a short-lived presigned URL instead of
-    # streaming the bytes through the gateway.
+    # streaming the bytes through the gateway (a HEAD's URL is presigned for HEAD).
     redirect: bool = False
     # How long a stored video is kept unless its group says otherwise; None keeps it forever.
     retention_days: float | None = Field(7, gt=0)

@@ -274,7 +274,7 @@ class LocalStore:
                         entries.append(BlobEntry(key, stat.st_size, _mtime(stat)))
         return sorted(entries, key=lambda entry: entry.key)
 
-    async def presign(self, key: str, expires_s: int) -> str | None:
+    async def presign(self, key: str, expires_s: int, *, head: bool = False) -> str | None:
         check_key(key)
         return None  # a directory has no URL of its own: the gateway streams it
 

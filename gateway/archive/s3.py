@@ -303,16 +303,19 @@ class S3Store:
                 yield BlobEntry(key=item["Key"][len(self.prefix):], size=item["Size"],
                                 last_modified=item["LastModified"])
 
-    async def presign(self, key: str, expires_s: int) -> str | None:
-        return await self._presign_name(self._name(key), expires_s)
+    async def presign(self, key: str, expires_s: int, *, head: bool = False) -> str | None:
+        return await self._presign_name(self._name(key), expires_s,
+                                        "head_object" if head else "get_object")
 
-    async def _presign_name(self, name: str, expires_s: int) -> str:
+    async def _presign_name(self, name: str, expires_s: int,
+                            operation: str = "get_object") -> str:
+        # SigV4 signs the method: a URL presigned for GET is refused to a HEAD (403).
         if not 1 <= expires_s <= MAX_PRESIGN_S:
             raise ValueError(f"expires_s must be within 1..{MAX_PRESIGN_S}")
         s3 = await self._s3()
         async with self.call("presign", name.removeprefix(self.prefix)):
             url: str = await s3.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": name},
+                operation, Params={"Bucket": self.bucket, "Key": name},
                 ExpiresIn=expires_s)
         return url
 

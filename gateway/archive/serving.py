@@ -89,7 +89,8 @@ async def serve(archiver: Archiver, job: Job, variant: str, asks: Conditions) ->
     if matches(asks.if_none_match, headers["etag"]):
         return Response(status_code=304, headers=headers)
     if archiver.config.redirect:
-        url = await archiver.store.presign(asset.key, archiver.config.redirect_expires_s)
+        url = await archiver.store.presign(asset.key, archiver.config.redirect_expires_s,
+                                           head=asks.head)
         if url is not None:
             return RedirectResponse(url, status_code=302, headers=headers)
     same = range_applies(asks.if_range, headers["etag"], headers["last-modified"])

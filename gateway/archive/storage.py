@@ -199,9 +199,10 @@ class BlobStore(Protocol):
 
     def list_blobs(self, prefix: str = "") -> AsyncIterator[BlobEntry]: ...
 
-    async def presign(self, key: str, expires_s: int) -> str | None:
+    async def presign(self, key: str, expires_s: int, *, head: bool = False) -> str | None:
         """A URL that reads the blob without credentials until it expires, or None when the
-        backend cannot issue one (the caller then streams the bytes itself)."""
+        backend cannot issue one (the caller then streams the bytes itself). A URL is signed
+        for one method: ``head`` makes it answer HEAD, where a GET's is refused."""
         ...
 
     async def aclose(self) -> None: ...
