@@ -3,6 +3,7 @@ on the API's content route, a signed link and the operator console's preview rou
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from email.utils import formatdate, parsedate_to_datetime
@@ -223,3 +224,12 @@ class TestRedirect:
         assert followed.status_code == 200
         assert followed.headers["content-length"] == str(SIZE)
         assert httpx.get(get.headers["location"], timeout=30).content == data
+
+    def test_a_redirects_url_stops_working_after_its_lifetime(
+            self, redirected: tuple[Fetch, bytes]) -> None:
+        fetch, data = redirected
+        location = fetch("GET").headers["location"]
+        assert httpx.get(location, timeout=30).content == data
+        time.sleep(REDIRECT_EXPIRES_S + 1.5)  # SigV4 counts whole seconds from X-Amz-Date
+        assert httpx.get(location, timeout=30).status_code == 403
+        assert httpx.get(fetch("GET").headers["location"], timeout=30).content == data
